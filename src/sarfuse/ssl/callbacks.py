@@ -1,0 +1,80 @@
+"""Lightning callbacks of pretraining: atomic checkpoints and the loss curve (CSV + PNG)."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import lightning as L
+
+from sarfuse.io_utils import atomic_path
+
+
+class AtomicCheckpoint(L.Callback):
+    """Write ``last.ckpt`` every ``every_n_steps`` steps and at each epoch end, atomically.
+
+    Lightning's own writer can leave a truncated file if the process dies mid-write; here the file
+    under the final name is always a complete checkpoint.
+    """
+
+    def __init__(self, path: Path, every_n_steps: int = 50) -> None:
+        self.path = Path(path)
+        self.every = max(int(every_n_steps), 1)
+        self._last_saved = -1
+
+    def save(self, trainer: L.Trainer) -> None:
+        if trainer.global_step == self._last_saved:
+            return
+        self._last_saved = trainer.global_step
+        if trainer.is_global_zero:
+            with atomic_path(self.path) as tmp:
+                trainer.save_checkpoint(tmp)
+        else:
+            trainer.strategy.barrier()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every == 0:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.save(trainer)
+
+
+class LossLog(L.Callback):
+    """Append one CSV row per step (step, epoch, losses, throughput) to ``path``; resumes cleanly."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.columns: list[str] | None = None
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        row = {"step": trainer.global_step, "epoch": trainer.current_epoch, **metrics}
+        row["seconds"] = round(time.perf_counter() - self._t0, 3)
+        if self.columns is None:
+            self.columns = list(row)
+            self._drop_rows_after(trainer.global_step - 1)
+        write_header = not self.path.exists() or self.path.stat().st_size == 0
+        with self.path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore")
+            if write_header:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _drop_rows_after(self, step: int) -> None:
+        """On resume, forget rows logged after the checkpoint we restarted from."""
+        if not self.path.exists():
+            return
+        with self.path.open(newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= step]
+        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
