@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -35,4 +37,13 @@ def atomic_save(path: str | Path, writer: Callable[[Path], object]) -> Path:
     """Call ``writer(tmp_path)`` and move the result to ``path`` atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+    return Path(path)
+
+
+def atomic_write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> Path:
+    """Write ``rows`` (dicts) with a header of ``columns``; keys not in ``columns`` are dropped."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
     return Path(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from scipy.ndimage import uniform_filter
@@ -29,8 +29,9 @@ from skimage.segmentation import felzenszwalb
 from tqdm.auto import tqdm
 
 from sarfuse.errors import SarfuseError, check
+from sarfuse.io_utils import atomic_save
 
-OPTICAL_BANDS = ("B2", "B3", "B4", "B8")
+OPTICAL_BANDS = ("B2", "B3", "B4", "B8")  # the paper's S2 bands (sarfuse.data imports this module)
 _CACHE_VERSION = 1  # bump when the segmentation recipe changes, to orphan old cache entries
 _counts = {"computed": 0, "cached": 0}  # per process; lets compute_many report cache hits
 
@@ -44,7 +45,9 @@ class SuperpixelParams:
     min_size: int = 30  # minimum segment size in pixels
 
 
-def robust_scale(image: np.ndarray, valid: np.ndarray, low: float = 2.0, high: float = 98.0):
+def robust_scale(
+    image: np.ndarray, valid: np.ndarray, low: float = 2.0, high: float = 98.0
+) -> np.ndarray:
     """Map each band's [low, high] percentile of valid pixels to [0, 1] and clip.
 
     ``image`` (C, H, W) -> float64 (C, H, W); invalid and non-finite pixels become 0. Makes
@@ -96,9 +99,10 @@ def segment(
 def lee_filter(image: np.ndarray, valid: np.ndarray, size: int = 5) -> np.ndarray:
     """Lee speckle filter on each band of ``image`` (C, H, W) -> float64 (C, H, W).
 
-    Blends each pixel with its local mean by the share of local variance above the noise
-    variance, estimated as the median local variance (homogeneous areas dominate). Invalid
-    pixels are filled with the band median first so they do not bleed into their neighbours.
+    Keeps of each pixel's deviation from its local mean only the share of local variance that
+    exceeds the noise variance, estimated as the median local variance (homogeneous areas
+    dominate), so flat areas are smoothed and edges kept. Invalid pixels are filled with the
+    band median first so they do not bleed into their neighbours.
     """
     out = np.empty(image.shape, dtype=np.float64)
     ok = valid & np.isfinite(image).all(axis=0)
@@ -107,7 +111,7 @@ def lee_filter(image: np.ndarray, valid: np.ndarray, size: int = 5) -> np.ndarra
         mean = uniform_filter(band, size)
         var = np.maximum(uniform_filter(band * band, size) - mean * mean, 0.0)
         noise = np.median(var)
-        weight = var / np.maximum(var + noise, 1e-12)
+        weight = np.maximum(var - noise, 0.0) / np.maximum(var, 1e-12)
         out[c] = mean + weight * (band - mean)
     return out
 
@@ -177,19 +181,6 @@ def _load(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     return seg if seg.shape == shape and seg.dtype == np.int64 else None
 
 
-def _save(path: Path, seg: np.ndarray) -> None:
-    """Write atomically so a crash or a parallel writer never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, seg, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def patch_segments(
     s1_db: np.ndarray | None,
     s2_refl: np.ndarray | None,
@@ -209,53 +200,84 @@ def patch_segments(
         _counts["cached"] += 1
         return seg
     seg = segment(superpixel_input(s1_db, s2_refl, s2_bands, valid), params, valid)
-    _save(path, seg)
+    atomic_save(path, partial(np.save, arr=seg, allow_pickle=False))  # no half-written files
     _counts["computed"] += 1
     return seg
 
 
-def _run_job(job: Callable[[], Any]) -> tuple[int, int]:
-    """Run one job and return how many segmentations it computed and read from the cache."""
+JobResult = tuple[int, int, tuple[str | None, str] | None]
+
+
+def _run_job(job: Callable[[], Any]) -> JobResult:
+    """Run one job -> (segmentations computed, read from the cache, error or None).
+
+    A :class:`SarfuseError` comes back as plain (path, problem) data for the parent to raise.
+    """
     before = dict(_counts)
-    job()
-    return _counts["computed"] - before["computed"], _counts["cached"] - before["cached"]
+    try:
+        job()
+    except SarfuseError as err:
+        return 0, 0, (err.path, err.problem)
+    return _counts["computed"] - before["computed"], _counts["cached"] - before["cached"], None
+
+
+def _cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 def compute_many(
-    jobs: Sequence[Callable[[], Any]], workers: int | None = None, progress: bool = True
+    jobs: Sequence[Callable[[], Any]],
+    workers: int | None = None,
+    progress: bool = True,
+    start_method: Literal["fork", "forkserver", "spawn"] | None = None,
 ) -> dict[str, float]:
     """Run picklable zero-argument ``jobs`` (each fills the cache via :func:`patch_segments`).
 
-    Runs in a spawn-context process pool over ``workers`` processes (default: all cores);
-    ``workers=1`` runs in this process. Returns ``computed``, ``cached`` and ``seconds``.
+    Runs over a process pool of ``workers`` processes (default: all cores); ``workers=1`` runs
+    in this process. Workers are forked on Linux, so they start at once with every module
+    loaded, and spawned elsewhere (jobs only need to be picklable, so any ``start_method``
+    works). Returns ``computed``, ``cached`` and ``seconds``.
     """
-    workers = min(workers or len(os.sched_getaffinity(0)), max(len(jobs), 1))
+    workers = min(workers or _cores(), max(len(jobs), 1))
     check(workers >= 1, None, f"workers must be >= 1, got {workers}")
+    method = start_method or ("fork" if sys.platform == "linux" else "spawn")
     start = time.perf_counter()
     computed = cached = 0
     with ExitStack() as stack:
         if workers == 1:
-            results: Iterable[tuple[int, int]] = map(_run_job, jobs)
+            results: Iterable[JobResult] = map(_run_job, jobs)
         else:
-            context = get_context("spawn")
+            context = get_context(method)
             pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
             results = pool.map(_run_job, jobs, chunksize=max(1, len(jobs) // (workers * 8)))
         bar = tqdm(results, total=len(jobs), desc="superpixels", unit="patch", disable=not progress)
-        for done, hit in bar:
+        for done, hit, error in bar:
+            if error is not None:
+                raise SarfuseError(*error)
             computed, cached = computed + done, cached + hit
     return {"computed": computed, "cached": cached, "seconds": time.perf_counter() - start}
 
 
-def _item_segments(dataset: Any, index: int) -> None:
+class Patches(Protocol):
+    """What :func:`compute_all` needs of a dataset (``PatchDataset`` has it)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+
+
+def _item_segments(dataset: Patches, index: int) -> None:
     check("segments" in dataset[index], None, "the dataset was built without superpixel parameters")
 
 
 def compute_all(
-    dataset: Any, workers: int | None = None, progress: bool = True
+    dataset: Patches, workers: int | None = None, progress: bool = True
 ) -> dict[str, float]:
-    """Fill the superpixel cache for every patch of ``dataset`` (a ``PatchDataset``) in parallel.
+    """Fill the superpixel cache for every patch of ``dataset`` in parallel.
 
-    The dataset must be picklable and its items must contain ``"segments"``.
+    ``dataset`` must be picklable and its items must hold ``"segments"`` (a ``PatchDataset``
+    built with ``superpixels=``), which reading an item computes or loads from the cache.
     """
     jobs = [partial(_item_segments, dataset, i) for i in range(len(dataset))]
     return compute_many(jobs, workers=workers, progress=progress)

@@ -119,5 +119,7 @@ def format_table(s: dict[str, Any]) -> str:
         acc = "-" if c["accuracy"] is None else f"{c['accuracy']:.4f}"
         lines.append(f"{name:<{width}}  {iou:>7}  {acc:>7}  {c['support']:>10d}")
     if s["absent_classes"]:
-        lines.append("absent from the truth, left out of AA and mIoU: " + ", ".join(s["absent_classes"]))
+        lines.append(
+            "absent from the truth, left out of AA and mIoU: " + ", ".join(s["absent_classes"])
+        )
     return "\n".join(lines)

@@ -1,1 +1,16 @@
-"""sarfuse.models"""
+"""sarfuse.models: the ResUnet and the SAR-optical fusion networks built from it."""
+
+from sarfuse.models.fusion import FUSIONS, FusionName, FusionNet, ModelConfig, build_model
+from sarfuse.models.resunet import Decoder, Encoder, ImageHead, ResUnet
+
+__all__ = [
+    "FUSIONS",
+    "Decoder",
+    "Encoder",
+    "FusionName",
+    "FusionNet",
+    "ImageHead",
+    "ModelConfig",
+    "ResUnet",
+    "build_model",
+]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import lightning as L
 
-from sarfuse.io_utils import atomic_path
+from sarfuse.io_utils import atomic_path, atomic_write_csv
 
 
 class AtomicCheckpoint(L.Callback):
@@ -74,7 +74,4 @@ class LossLog(L.Callback):
             return
         with self.path.open(newline="") as fh:
             rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= step]
-        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        atomic_write_csv(self.path, rows, self.columns)

@@ -6,6 +6,7 @@ views, the schedule, logging and the extra state a checkpoint must carry (RNG, d
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 import time
@@ -17,7 +18,7 @@ import torch
 from sarfuse.models import build_model
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.crops import crop_batch
-from sarfuse.ssl.methods import build_method
+from sarfuse.ssl.methods import METHODS, build_method
 from sarfuse.ssl.views import sample_view_params
 
 
@@ -55,17 +56,13 @@ class PretrainModule(L.LightningModule):
         self.cfg = PretrainConfig.from_dict(config)
         cfg = self.cfg
         self.model = build_model(cfg.fusion, s1_channels, s2_channels, cfg.width, cfg.feat_dim)
-        self.method = build_method(
-            cfg.method,
-            fusion=cfg.fusion,
-            temperature=cfg.temperature,
-            tau_plus=cfg.tau_plus,
-            beta=cfg.beta,
-            w_superpixel=cfg.w_superpixel,
-            w_image=cfg.w_image,
-            ema=cfg.ema,
-            model=self.model,
-        )
+        options = {
+            "temperature": cfg.temperature, "tau_plus": cfg.tau_plus, "beta": cfg.beta,
+            "w_superpixel": cfg.w_superpixel, "w_image": cfg.w_image, "ema": cfg.ema,
+        }  # fmt: skip
+        accepted = inspect.signature(METHODS[cfg.method]).parameters
+        options = {k: v for k, v in options.items() if k in accepted}
+        self.method = build_method(cfg.method, model=self.model, **options)
         self.contract = contract
         self._tic = time.perf_counter()
 

@@ -1,0 +1,300 @@
+"""The ``sarfuse`` command line: parse, call the library, report. Errors become one line."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from sarfuse import __version__
+from sarfuse.errors import SarfuseError
+
+app = typer.Typer(
+    help="Self-supervised SAR-optical (Sentinel-1/-2) fusion and few-label land-cover mapping.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+DataArg = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Dataset folder, samples.csv or GeoTIFF scenes (default: the demo data)."),
+]
+ClassesOpt = Annotated[
+    Path | None, typer.Option("--classes", help="Class scheme JSON for your own labels.")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
+
+
+def _data(data: list[Path] | None):
+    if not data:
+        return None
+    return data[0] if len(data) == 1 else data
+
+
+def _csv_ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SarfuseError(None, f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def _csv_words(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def friendly(fn):
+    """Turn library errors into one red line and exit code 2 (1 for an interruption)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SarfuseError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: finished work is kept; rerun to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"sarfuse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Self-supervised SAR-optical fusion and land-cover mapping (Chen & Bruzzone, TGRS 2022)."""
+
+
+@app.command()
+@friendly
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the dataset into.")],
+    size: Annotated[int, typer.Option(help="Scene side in pixels (10 m).")] = 1024,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
+    layout: Annotated[str, typer.Option(help="dfc2020 (256x256 patches) or scene.")] = "dfc2020",
+    clouds: Annotated[bool, typer.Option(help="Add clouds and shadows to S2.")] = True,
+) -> None:
+    """Generate a realistic synthetic, georeferenced S1+S2+label dataset."""
+    from sarfuse.data.synth import generate
+
+    if layout not in ("dfc2020", "scene"):
+        raise SarfuseError(None, f"--layout must be dfc2020 or scene, got {layout!r}")
+    path = generate(out_dir, size=size, seed=seed, layout=layout, clouds=clouds)
+    out.print(f"wrote a {size}x{size} synthetic dataset ({layout} layout) to {path}")
+
+
+@app.command()
+@friendly
+def stats(
+    data: DataArg = None,
+    out_file: Annotated[Path, typer.Option("--out", help="JSON file to write.")] = Path("stats.json"),
+    s2_bands: Annotated[str, typer.Option(help="S2 bands to describe.")] = "B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B10,B11,B12",
+) -> None:
+    """Per-band mean and std over a dataset (valid pixels only), for normalisation."""
+    from sarfuse.data.normalise import compute_stats, save_stats
+    from sarfuse.ssl.train import resolve_source
+
+    source = resolve_source(_data(data))
+    result = compute_stats(source, s2_bands=tuple(_csv_words(s2_bands)))
+    save_stats(result, out_file)
+    out.print(f"statistics of {len(source.samples)} scenes written to {out_file}")
+
+
+@app.command()
+@friendly
+def superpixels(
+    data: DataArg = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
+    patch_size: Annotated[int, typer.Option(help="Patch side in pixels.")] = 256,
+    scale: Annotated[float, typer.Option(help="Felzenszwalb scale.")] = 200.0,
+    sigma: Annotated[float, typer.Option(help="Felzenszwalb sigma.")] = 0.5,
+    min_size: Annotated[int, typer.Option(help="Felzenszwalb min_size.")] = 30,
+) -> None:
+    """Compute (and cache) Felzenszwalb superpixels of every patch, in parallel."""
+    from sarfuse.contract import make_contract
+    from sarfuse.ssl.config import PretrainConfig
+    from sarfuse.ssl.train import patch_dataset, resolve_source
+    from sarfuse.superpixels import SuperpixelParams, compute_all
+
+    source = resolve_source(_data(data))
+    cfg = PretrainConfig()
+    params = SuperpixelParams(scale=scale, sigma=sigma, min_size=min_size)
+    contract = make_contract(source.sensors, cfg.s1_bands, cfg.s2_bands, None, [params],
+                             patch_size, "early", "pixel")
+    result = compute_all(patch_dataset(source, contract, superpixels=params), workers=workers)
+    out.print(
+        f"superpixels: {result['computed']} computed, {result['cached']} from cache "
+        f"in {result['seconds']:.1f} s"
+    )
+
+
+@app.command()
+@friendly
+def pretrain(
+    data: DataArg = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (checkpoint, config, loss curve).")] = Path("runs/pretrain"),
+    fusion: Annotated[str, typer.Option(help="early | intermediate | late")] = "intermediate",
+    method: Annotated[str, typer.Option(help="pixel (the paper's) | mcl | dcca")] = "pixel",
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default from the config).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps (overrides --epochs).")] = None,
+    crop: Annotated[int, typer.Option(help="View size in pixels.")] = 32,
+    batch: Annotated[int, typer.Option(help="Views per step.")] = 32,
+    width: Annotated[int, typer.Option(help="ResUnet base width (paper: 64).")] = 16,
+    feat_dim: Annotated[int, typer.Option(help="Feature size per pixel.")] = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-4,
+    patch_size: Annotated[int, typer.Option(help="Scenes are cut into patches of this size.")] = 256,
+    stats_file: Annotated[Path | None, typer.Option("--stats", help="Statistics JSON from `sarfuse stats`.")] = None,
+    ema: Annotated[float, typer.Option(help="EMA teacher momentum (0 = off).")] = 0.0,
+    device: DeviceOpt = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+) -> None:
+    """Self-supervised pretraining of a fusion network (no labels needed)."""
+    from sarfuse.ssl.config import PretrainConfig
+    from sarfuse.ssl.train import pretrain as run
+
+    if resume and (out_dir / "config.json").exists():
+        cfg = PretrainConfig.from_dict(json.loads((out_dir / "config.json").read_text()))
+        cfg.device = device
+    else:
+        cfg = PretrainConfig(
+            fusion=fusion, method=method, crop=crop, batch=batch, width=width, feat_dim=feat_dim,
+            lr=lr, patch_size=patch_size, stats=str(stats_file) if stats_file else None, ema=ema,
+            device=device, seed=seed, workers=workers,
+        )  # fmt: skip
+        if epochs is not None:
+            cfg.epochs = epochs
+    if steps is not None:
+        cfg.steps = steps
+    result = run(_data(data), out_dir, cfg, resume=resume)
+    out.print(
+        f"pretrained {cfg.fusion}/{cfg.method} for {result.steps} steps; loss "
+        f"{result.first_loss:.3f} -> {result.last_loss:.3f}\n"
+        f"checkpoint: {result.checkpoint}\nloss curve: {out_dir / 'loss.png'}"
+    )
+
+
+@app.command()
+@friendly
+def probe(
+    data: DataArg = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Pretraining checkpoint (RUN_DIR/last.ckpt).")] = None,
+    labels: Annotated[int, typer.Option(help="Number of labelled patches.")] = 10,
+    out_dir: Annotated[Path, typer.Option("--out", help="Probe folder.")] = Path("runs/probe"),
+    patch_size: Annotated[int, typer.Option(help="Patch side; N counts these patches.")] = 64,
+    features: Annotated[str, typer.Option(help="pretrained | random | raw")] = "pretrained",
+    classifier: Annotated[str, typer.Option(help="linear | rf")] = "linear",
+    indices: Annotated[str, typer.Option(help="Spectral indices appended to the features.")] = "mean_sar,ndvi,ndwi,dbsi",
+    epochs: Annotated[int, typer.Option(help="Linear probe epochs.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the classifier.")] = 0,
+    n_eval: Annotated[int | None, typer.Option(help="Fixed number of evaluation patches.")] = None,
+    classes: ClassesOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train a linear (or random-forest) classifier on few labelled patches and evaluate it."""
+    from sarfuse.mapping.metrics import format_table
+    from sarfuse.mapping.workflow import ProbeConfig, run_probe
+    from sarfuse.ssl.train import resolve_source, torch_device
+
+    if features not in ("pretrained", "random", "raw") or classifier not in ("linear", "rf"):
+        raise SarfuseError(None, "--features must be pretrained|random|raw and --classifier linear|rf")
+    if features != "raw" and checkpoint is None:
+        raise SarfuseError(None, f"--features {features} needs --checkpoint (or use --features raw)")
+    cfg = ProbeConfig(
+        labels=labels, patch_size=patch_size, seed=seed, features=features, classifier=classifier,
+        indices=tuple(_csv_words(indices)), epochs=epochs, n_eval=n_eval,
+        device=torch_device(device),
+    )  # fmt: skip
+    result = run_probe(resolve_source(_data(data), classes), out_dir, cfg, checkpoint)
+    out.print(format_table(result))
+    out.print(f"metrics: {out_dir / 'metrics.json'}\nconfusion matrix: {out_dir / 'confusion.png'}")
+
+
+@app.command("map")
+@friendly
+def map_cmd(
+    probe_dir: Annotated[Path, typer.Option("--probe", help="Folder written by `sarfuse probe`.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Output GeoTIFF.")],
+    s1: Annotated[Path | None, typer.Option(help="Sentinel-1 scene (VV, VH).")] = None,
+    s2: Annotated[Path | None, typer.Option(help="Sentinel-2 scene.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint (default: the probe's).")] = None,
+    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 512,
+    overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles.")] = 64,
+    probabilities: Annotated[bool, typer.Option(help="Also write class probabilities.")] = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Map a whole scene of any size to a coloured, georeferenced GeoTIFF (and a PNG)."""
+    from sarfuse.mapping.scene import map_files
+    from sarfuse.ssl.train import torch_device
+
+    result = map_files(probe_dir, out_file, s1=s1, s2=s2, checkpoint=checkpoint, tile=tile,
+                       overlap=overlap, probabilities=probabilities, device=torch_device(device))  # fmt: skip
+    out.print(f"map: {result['path']} ({result['tiles']} tiles)\nquicklook: {result['quicklook']}")
+
+
+@app.command()
+@friendly
+def experiment(
+    data: DataArg = None,
+    labels: Annotated[str, typer.Option(help="Labelled patch counts.")] = "10,50,100",
+    fusion: Annotated[str, typer.Option(help="Fusions to compare.")] = "early,intermediate,late",
+    methods: Annotated[str, typer.Option(help="Methods to compare.")] = "pixel,mcl,dcca",
+    seeds: Annotated[str, typer.Option(help="Seeds (splits and probes).")] = "0,1,2",
+    out_dir: Annotated[Path, typer.Option("--out", help="Experiment folder.")] = Path("runs/experiment"),
+    steps: Annotated[int, typer.Option(help="Pretraining steps per model.")] = 150,
+    patch_size: Annotated[int, typer.Option(help="Patch side for the probe.")] = 64,
+    n_eval: Annotated[int | None, typer.Option(help="Fixed evaluation patches.")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """The paper's experiment: mIoU against labelled patches for each fusion and method."""
+    from sarfuse.experiment import run_experiment
+    from sarfuse.mapping.workflow import ProbeConfig
+    from sarfuse.ssl.config import PretrainConfig
+    from sarfuse.ssl.train import torch_device
+
+    run_experiment(
+        _data(data), out_dir, _csv_ints(labels, "--labels"), _csv_words(fusion),
+        _csv_words(methods), _csv_ints(seeds, "--seeds"),
+        PretrainConfig(steps=steps, device=device),
+        ProbeConfig(patch_size=patch_size, device=torch_device(device)), n_eval=n_eval,
+        console=console,
+    )  # fmt: skip
+    out.print(f"results: {out_dir / 'results.csv'}\nsummary: {out_dir / 'summary.md'}\n"
+              f"figure: {out_dir / 'miou_vs_labels.png'}")  # fmt: skip
+    out.print((out_dir / "summary.md").read_text())
+
+
+@app.command()
+@friendly
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the demo's outputs.")] = Path("demo_out"),
+    steps: Annotated[int, typer.Option(help="Pretraining steps.")] = 150,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Run the whole chain on the embedded demo data and say where everything is."""
+    from sarfuse.demo import run_demo
+
+    summary = run_demo(out_dir, steps=steps, device=device, console=console)
+    out.print(
+        f"\n[bold green]demo finished in {summary['seconds']} s[/]\n"
+        f"  map:        {summary['map']}\n  quicklook:  {summary['quicklook']}\n"
+        f"  metrics:    {summary['metrics']}\n  confusion:  {summary['confusion']}\n"
+        f"  loss curve: {summary['loss_curve']}\n  checkpoint: {summary['checkpoint']}"
+    )

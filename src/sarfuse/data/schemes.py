@@ -1,0 +1,198 @@
+"""Class schemes: how raw label values map to class indices ``0..K-1``, with names and colours.
+
+Models and metrics only ever see indices ``0..K-1`` and :data:`IGNORE_INDEX` (255); the scheme
+is the one place that knows a dataset's raw codes (DFC2020 1..10, IGBP 1..17, Sen1Floods11 -1/0/1
+or a user's own JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sarfuse.errors import SarfuseError
+
+IGNORE_INDEX = 255  # the class index of pixels without a (usable) label
+
+
+@dataclass(frozen=True)
+class ClassDef:
+    """One class: its raw value in label files, its name and a ``#rrggbb`` colour."""
+
+    value: int
+    name: str
+    color: str
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", self.color):
+            raise SarfuseError(None, f"class {self.name!r}: colour {self.color!r} is not #rrggbb")
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        return tuple(int(self.color[i : i + 2], 16) for i in (1, 3, 5))
+
+
+@dataclass(frozen=True)
+class ClassScheme:
+    """Classes ``0..K-1`` plus the raw values that map to them (``lookup``) or to ignore.
+
+    ``lookup`` defaults to ``{class.value: index}``; give it to merge raw codes (IGBP -> DFC).
+    """
+
+    name: str
+    classes: tuple[ClassDef, ...]
+    ignore: tuple[int, ...] = (IGNORE_INDEX,)
+    lookup: Mapping[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ignore = (self.ignore,) if isinstance(self.ignore, int) else tuple(self.ignore)
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "ignore", ignore)
+        values = [c.value for c in self.classes]
+        if not 0 < len(values) < IGNORE_INDEX or len(set(values)) != len(values):
+            raise SarfuseError(None, f"scheme {self.name!r}: need 1..254 classes, unique values")
+        lookup = dict(self.lookup) or {v: i for i, v in enumerate(values)}
+        if any(not 0 <= i < len(values) for i in lookup.values()):
+            raise SarfuseError(None, f"scheme {self.name!r}: lookup maps to unknown classes")
+        if set(lookup) & set(ignore):
+            raise SarfuseError(None, f"scheme {self.name!r}: a value is both a class and ignored")
+        object.__setattr__(self, "lookup", lookup)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.classes)
+
+    def encode(
+        self, raw: np.ndarray, path: str | Path | None = None, ignore: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Raw label values (H, W) -> int64 class indices, 255 where ignored.
+
+        ``ignore`` (H, W) bool marks extra pixels to ignore (nodata). Raises naming ``path``
+        when a value is not in the scheme.
+        """
+        raw = np.asarray(raw)
+        skip = np.zeros(raw.shape, bool) if ignore is None else np.asarray(ignore, bool).copy()
+        if raw.dtype.kind == "f":
+            skip |= ~np.isfinite(raw)
+            fractional = ~skip & (raw != np.round(raw))
+            if fractional.any():
+                raise SarfuseError(
+                    path, f"label values must be whole numbers, found {raw[fractional][0]}"
+                )
+        values = np.where(skip, 0, raw).astype(np.int64)
+        codes = {**self.lookup, **{v: IGNORE_INDEX for v in self.ignore}}
+        keys = np.array(sorted(codes), dtype=np.int64)
+        targets = np.array([codes[k] for k in keys], dtype=np.int64)
+        pos = np.searchsorted(keys, values).clip(0, len(keys) - 1)
+        known = keys[pos] == values
+        outside = ~known & ~skip
+        if outside.any():
+            found = ", ".join(str(v) for v in np.unique(values[outside])[:8])
+            expected = ", ".join(str(k) for k in keys)
+            raise SarfuseError(
+                path, f"label values outside the {self.name} scheme: {found} (expected {expected})"
+            )
+        return np.where(known & ~skip, targets[pos], IGNORE_INDEX)
+
+    def colormap(self) -> dict[int, tuple[int, int, int, int]]:
+        """GeoTIFF colour table of class indices (255 = ignore is transparent)."""
+        table = {i: (*c.rgb, 255) for i, c in enumerate(self.classes)}
+        table[IGNORE_INDEX] = (0, 0, 0, 0)
+        return table
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ignore": list(self.ignore),
+            "classes": [{"value": c.value, "name": c.name, "color": c.color} for c in self.classes],
+            "lookup": {str(k): v for k, v in self.lookup.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], name: str = "custom") -> ClassScheme:
+        """Build from ``{"ignore": 255, "classes": [{"value", "name", "color"}, ...]}``."""
+        classes = [
+            ClassDef(int(c["value"]), str(c["name"]), str(c["color"])) for c in data["classes"]
+        ]
+        ignore = data.get("ignore", IGNORE_INDEX)
+        return cls(
+            name=str(data.get("name", name)),
+            classes=tuple(classes),
+            ignore=(int(ignore),) if isinstance(ignore, int) else tuple(int(v) for v in ignore),
+            lookup={int(k): int(v) for k, v in data.get("lookup", {}).items()},
+        )
+
+
+def load_scheme(path: str | Path) -> ClassScheme:
+    """Read a class scheme JSON file; any problem is a one-line :class:`SarfuseError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise SarfuseError(path, "class scheme file not found")
+    try:
+        data = json.loads(path.read_text())
+        return ClassScheme.from_json(data, name=path.stem)
+    except json.JSONDecodeError as err:
+        raise SarfuseError(path, f"not valid JSON ({err.msg}, line {err.lineno})") from err
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise SarfuseError(
+            path,
+            'expected {"ignore": 255, "classes": [{"value": 1, "name": "...", "color": "#rrggbb"}]}'
+            f" ({type(err).__name__}: {err})",
+        ) from err
+    except SarfuseError as err:
+        raise SarfuseError(path, err.problem) from err
+
+
+def _classes(spec: Sequence[tuple[int, str, str]]) -> tuple[ClassDef, ...]:
+    return tuple(ClassDef(v, n, c) for v, n, c in spec)
+
+
+DFC2020 = ClassScheme(
+    "dfc2020",
+    _classes([
+        (1, "Forest", "#009900"),
+        (2, "Shrubland", "#c6b044"),
+        (3, "Savanna", "#fbff13"),
+        (4, "Grassland", "#b6ff05"),
+        (5, "Wetlands", "#27ff87"),
+        (6, "Croplands", "#c24f44"),
+        (7, "Urban/Built-up", "#a5a5a5"),
+        (8, "Snow/Ice", "#69fff8"),
+        (9, "Barren", "#f9ffa4"),
+        (10, "Water", "#1c0dff"),
+    ]),
+    ignore=(0, 255),
+)  # fmt: skip
+
+# IGBP land-cover codes (SEN12MS / DFC2020 ``lc`` band 1) -> DFC2020 raw values
+IGBP_TO_DFC: dict[int, int] = {
+    1: 1, 2: 1, 3: 1, 4: 1, 5: 1,  # forests
+    6: 2, 7: 2,  # closed / open shrublands
+    8: 3, 9: 3,  # woody savannas / savannas
+    10: 4, 11: 5, 12: 6, 13: 7, 14: 6, 15: 8, 16: 9, 17: 10,
+}  # fmt: skip
+
+IGBP = ClassScheme(
+    "igbp",
+    DFC2020.classes,
+    ignore=(0, 255),
+    lookup={igbp: DFC2020.lookup[dfc] for igbp, dfc in IGBP_TO_DFC.items()},
+)
+
+SEN1FLOODS11 = ClassScheme(
+    "sen1floods11",
+    _classes([(0, "Not water", "#d9d9a0"), (1, "Water", "#1c0dff")]),
+    ignore=(-1,),
+)
+
+SCHEMES: dict[str, ClassScheme] = {s.name: s for s in (DFC2020, IGBP, SEN1FLOODS11)}

@@ -1,0 +1,117 @@
+"""Per-pixel features for the probe: a frozen network's, a random network's, or raw bands.
+
+All three go through the same code so that baselines differ from the method only in the
+features, never in the pixels, the classifier or the evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from sarfuse.checkpoint import Pretrained, load_pretrained
+from sarfuse.contract import check_source, make_contract
+from sarfuse.data.bands import S1_BANDS
+from sarfuse.data.layouts import DataSource
+from sarfuse.errors import SarfuseError
+
+FeatureKind = Literal["pretrained", "random", "raw"]
+RAW_S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
+
+
+class FeatureMaker:
+    """Turn a batch dict of normalised patches into features (B, C, H, W) on the CPU."""
+
+    def __init__(self, kind: FeatureKind, net: Pretrained | None, device: str = "cpu") -> None:
+        if kind != "raw" and net is None:
+            raise SarfuseError(None, f"--features {kind} needs a --checkpoint")
+        self.kind, self.device = kind, device
+        self.net = net.to(device) if net is not None and kind != "raw" else None
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> torch.Tensor:
+        parts = []
+        if self.net is None:
+            parts += [batch[s] for s in ("s1", "s2") if s in batch]
+        else:
+            parts.append(self.net(batch.get("s1"), batch.get("s2")).float().cpu())
+        if "indices" in batch:
+            parts.append(batch["indices"])
+        return torch.cat(parts, 1)
+
+
+def feature_setup(
+    kind: FeatureKind,
+    source: DataSource,
+    checkpoint: str | Path | None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> tuple[FeatureMaker, dict]:
+    """The feature maker and the data contract to read ``source`` with."""
+    if kind == "raw":
+        if checkpoint is not None:
+            contract = load_pretrained(checkpoint).contract
+        else:
+            contract = make_contract(source.sensors, S1_BANDS, RAW_S2_BANDS, None, [], 256, "none", "raw")
+        contract = {**contract, "s2_bands": _raw_s2_bands(source) if "s2" in source.sensors else []}
+        return FeatureMaker("raw", None, device), contract
+    if checkpoint is None:
+        raise SarfuseError(None, f"--features {kind} needs a --checkpoint")
+    net = load_pretrained(checkpoint)
+    check_source(net.contract, source)
+    if kind == "random":
+        net = net.randomised(seed)
+    return FeatureMaker(kind, net, device), net.contract
+
+
+def _raw_s2_bands(source: DataSource) -> list[str]:
+    """All S2 bands the data has (but the cirrus band B10, absent from L2A), for raw baselines."""
+    from sarfuse.data.raster import s2_band_names
+
+    first = source.samples[0].s2
+    names = tuple(first) if isinstance(first, dict) else s2_band_names(first)
+    return [b for b in RAW_S2_BANDS if b in names]
+
+
+class PatchFeatures:
+    """Features and labels of a dataset's patches, streamed in batches.
+
+    With ``cache`` the features of each patch are kept in memory after their first computation,
+    so an experiment probing one network at several N and seeds runs the network once.
+    """
+
+    def __init__(self, patches, maker: FeatureMaker, cache: bool = False, batch_size: int = 8):
+        self.patches, self.maker, self.cache, self.batch_size = patches, maker, cache, batch_size
+        self._store: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def batches(self, indices: Sequence[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (features (B, C, H, W), labels (B, H, W)) over the patches ``indices``."""
+        indices = list(indices)
+        missing = [i for i in indices if i not in self._store]
+        if not self.cache or not missing:
+            if self.cache:
+                yield from self._from_store(indices)
+                return
+            yield from self._compute(indices)
+            return
+        for i, pair in zip(missing, self._per_patch(missing), strict=True):
+            self._store[i] = pair
+        yield from self._from_store(indices)
+
+    def _from_store(self, indices: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(indices), self.batch_size):
+            part = [self._store[i] for i in indices[start : start + self.batch_size]]
+            yield torch.stack([f for f, _ in part]), torch.stack([y for _, y in part])
+
+    def _per_patch(self, indices: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for feats, labels in self._compute(indices):
+            yield from zip(feats, labels, strict=True)
+
+    def _compute(self, indices: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        subset = Subset(self.patches, indices)
+        for batch in DataLoader(subset, batch_size=self.batch_size, shuffle=False):
+            yield self.maker(batch), batch["label"]

@@ -1,0 +1,316 @@
+"""Per-pixel classifiers on frozen features: the paper's linear probe and a random forest.
+
+Both train on the labelled pixels only (label 255 = ignore, which also covers invalid pixels),
+gathered once from a feature tensor or from a stream of batches, so sparse labels cost nothing
+and network features need one forward pass. The linear probe standardises every channel with
+the training pixels' mean and std (kept as buffers), so raw bands and network features train
+alike. Callers pick a classifier by name through :data:`CLASSIFIERS`.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from sarfuse.errors import SarfuseError
+from sarfuse.io_utils import atomic_path
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import RandomForestClassifier
+
+ClassifierName = Literal["linear", "rf"]
+Batches = Iterable[tuple[Tensor, Tensor]]  # (features (B, C, H, W), labels (B, H, W))
+FeatureSource = Tensor | np.ndarray | Batches | Callable[[], Batches]
+IGNORE = 255
+_FORMAT = "sarfuse-classifier-v1"
+
+
+class Classifier(Protocol):
+    """What mapping needs from a trained classifier."""
+
+    kind: ClassifierName
+    in_channels: int
+    num_classes: int
+
+    def predict_proba(self, features: Tensor) -> Tensor:
+        """``(N, C, H, W)`` features -> ``(N, K, H, W)`` class probabilities."""
+        ...
+
+
+def _as_tensor(x: Tensor | np.ndarray) -> Tensor:
+    return x if isinstance(x, Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _batches(features: FeatureSource, labels: Tensor | np.ndarray | None) -> Batches:
+    if isinstance(features, Tensor | np.ndarray):
+        if labels is None:
+            raise SarfuseError(None, "labels are required with a feature tensor")
+        return [(_as_tensor(features), _as_tensor(labels))]
+    if labels is not None:
+        raise SarfuseError(None, "pass labels inside the batches when features is a stream")
+    return features() if callable(features) else features
+
+
+def labelled_pixels(
+    features: FeatureSource,
+    labels: Tensor | np.ndarray | None = None,
+    max_pixels: int | None = None,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor, int]:
+    """Gather labelled pixels: ``(X (P, C) float32, y (P,) int64, number of patches seen)``.
+
+    With ``max_pixels`` a uniform sample without replacement is kept while streaming (each pixel
+    gets a random key; the smallest keys survive), so memory stays bounded.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    xs, ys, keys, n_patches = [], [], [], 0
+    for feats, labs in _batches(features, labels):
+        feats, labs = _as_tensor(feats), _as_tensor(labs).long()
+        if feats.ndim != 4 or labs.shape != (feats.shape[0], *feats.shape[2:]):
+            raise SarfuseError(
+                None, f"features {tuple(feats.shape)} and labels {tuple(labs.shape)} do not match"
+            )
+        n_patches += feats.shape[0]
+        keep = (labs != IGNORE).to(feats.device)
+        xs.append(feats.permute(0, 2, 3, 1)[keep].detach().float().cpu())  # (p, C)
+        ys.append(labs.to(feats.device)[keep].cpu())  # (p,)
+        if max_pixels is not None:
+            keys.append(torch.rand(len(ys[-1]), generator=gen))
+            if sum(len(k) for k in keys) > max_pixels:
+                kept = torch.cat(keys).topk(max_pixels, largest=False).indices
+                xs, ys, keys = [torch.cat(xs)[kept]], [torch.cat(ys)[kept]], [torch.cat(keys)[kept]]
+    if not ys or sum(len(y) for y in ys) == 0:
+        raise SarfuseError(None, "no labelled pixels to train on (all labels are 255)")
+    x, y = torch.cat(xs), torch.cat(ys)
+    if not torch.isfinite(x).all():
+        raise SarfuseError(None, "features hold NaN or inf at labelled pixels; label them 255")
+    return x, y, n_patches
+
+
+def _check_labels(y: Tensor, num_classes: int) -> None:
+    bad = y[(y < 0) | (y >= num_classes)]
+    if bad.numel():
+        raise SarfuseError(None, f"label {int(bad[0])} outside 0..{num_classes - 1} (255 = ignore)")
+
+
+class LinearProbe(nn.Module):
+    """Per-pixel linear classifier (a 1x1 convolution) on standardised features."""
+
+    kind: ClassifierName = "linear"
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.conv = nn.Conv2d(in_channels, num_classes, kernel_size=1)
+        nn.init.zeros_(self.conv.weight)  # convex problem: zero start, no dependence on global RNG
+        nn.init.zeros_(self.conv.bias)
+        self.register_buffer("mean", torch.zeros(in_channels))
+        self.register_buffer("std", torch.ones(in_channels))
+
+    def classify_pixels(self, x: Tensor) -> Tensor:
+        """``(P, C)`` standardised pixels -> ``(P, K)`` logits."""
+        return F.linear(x, self.conv.weight.flatten(1), self.conv.bias)
+
+    def forward(self, features: Tensor) -> Tensor:
+        """``(B, C, H, W)`` raw features -> ``(B, K, H, W)`` logits."""
+        return self.conv((features - self.mean[:, None, None]) / self.std[:, None, None])
+
+    @torch.no_grad()
+    def predict_proba(self, features: Tensor, batch_size: int = 16) -> Tensor:
+        x = _as_tensor(features)
+        device = self.conv.weight.device
+        self.eval()
+        out = [
+            self(chunk.to(device).float()).softmax(1).to(x.device) for chunk in x.split(batch_size)
+        ]
+        return torch.cat(out)
+
+
+def train_linear_probe(
+    features: FeatureSource,
+    labels: Tensor | np.ndarray | None,
+    num_classes: int,
+    epochs: int = 50,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    batch_size: int = 16,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    max_pixels: int | None = None,
+) -> tuple[LinearProbe, list[float]]:
+    """SGD on cross-entropy over labelled pixels; returns the probe and the mean loss per epoch.
+
+    ``features`` is ``(N, C, H, W)`` with ``labels`` ``(N, H, W)``, or (labels ``None``) an
+    iterable of ``(features, labels)`` batches or a callable returning one. An epoch makes
+    ``ceil(N / batch_size)`` steps, as with batches of ``batch_size`` patches, each on an equal
+    random share of the labelled pixels.
+    """
+    x, y, n_patches = labelled_pixels(features, labels, max_pixels, seed)
+    _check_labels(y, num_classes)
+    probe = LinearProbe(x.shape[1], num_classes)
+    probe.mean.copy_(x.mean(0))
+    probe.std.copy_(x.std(0, correction=0).clamp_min(1e-6))
+    probe.to(device)
+    x = ((x.to(device) - probe.mean) / probe.std).contiguous()  # (P, C) standardised once
+    y = y.to(device)
+    opt = torch.optim.SGD(probe.parameters(), lr=lr, momentum=momentum)
+    gen = torch.Generator().manual_seed(seed)
+    steps = max(1, math.ceil(n_patches / batch_size))
+    history: list[float] = []
+    for _ in tqdm(range(epochs), desc="linear probe", disable=not progress, leave=False):
+        total = 0.0
+        for idx in torch.randperm(len(y), generator=gen).chunk(steps):
+            idx = idx.to(device)
+            loss = F.cross_entropy(probe.classify_pixels(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        history.append(total / len(y))
+    return probe.eval(), history
+
+
+@dataclass
+class RandomForestProbe:
+    """A scikit-learn random forest over per-pixel features, with the scheme's class count."""
+
+    forest: RandomForestClassifier
+    in_channels: int
+    num_classes: int
+    kind: ClassifierName = "rf"
+
+    def predict_proba(self, features: Tensor, chunk: int = 1 << 18) -> Tensor:
+        x = _as_tensor(features)
+        n, _, h, w = x.shape
+        pixels = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).float().cpu().numpy()  # (NHW, C)
+        proba = np.zeros((len(pixels), self.num_classes), dtype=np.float32)
+        columns = self.forest.classes_.astype(np.int64)  # classes seen in training only
+        for start in range(0, len(pixels), chunk):
+            part = np.nan_to_num(pixels[start : start + chunk])  # invalid pixels may hold NaN
+            proba[start : start + chunk, columns] = self.forest.predict_proba(part)
+        out = torch.from_numpy(proba).reshape(n, h, w, self.num_classes).permute(0, 3, 1, 2)
+        return out.contiguous().to(x.device)
+
+
+def train_random_forest(
+    features: FeatureSource,
+    labels: Tensor | np.ndarray | None,
+    num_classes: int,
+    n_estimators: int = 100,
+    max_pixels: int | None = 200_000,
+    seed: int = 0,
+) -> RandomForestProbe:
+    """Fit a random forest (all cores) on up to ``max_pixels`` labelled pixels drawn uniformly."""
+    from sklearn.ensemble import RandomForestClassifier  # slow import (seconds): only when used
+
+    x, y, _ = labelled_pixels(features, labels, max_pixels, seed)
+    _check_labels(y, num_classes)
+    forest = RandomForestClassifier(n_estimators=n_estimators, n_jobs=-1, random_state=seed)
+    forest.fit(x.numpy(), y.numpy())
+    return RandomForestProbe(forest, in_channels=x.shape[1], num_classes=num_classes)
+
+
+def predict_proba(clf: Classifier, features: Tensor | np.ndarray) -> Tensor:
+    """``(N, C, H, W)`` features -> ``(N, K, H, W)`` probabilities, for any classifier."""
+    x = _as_tensor(features)
+    if x.ndim != 4 or x.shape[1] != clf.in_channels:
+        raise SarfuseError(
+            None, f"classifier expects {clf.in_channels} feature channels, got {tuple(x.shape)}"
+        )
+    return clf.predict_proba(x)
+
+
+def _train_rf(features, labels, num_classes, **options: Any) -> tuple[Classifier, list[float]]:
+    return train_random_forest(features, labels, num_classes, **options), []
+
+
+def _linear_state(clf: LinearProbe) -> dict[str, Any]:
+    return {k: v.cpu() for k, v in clf.state_dict().items()}
+
+
+def _linear_from_state(state: dict[str, Any], in_channels: int, num_classes: int) -> LinearProbe:
+    probe = LinearProbe(in_channels, num_classes)
+    probe.load_state_dict(state)
+    return probe.eval()
+
+
+def _rf_from_state(state: bytes, in_channels: int, num_classes: int) -> RandomForestProbe:
+    return RandomForestProbe(pickle.loads(state), in_channels, num_classes)
+
+
+@dataclass(frozen=True)
+class ClassifierKind:
+    """How to train, serialise and restore one kind of classifier."""
+
+    train: Callable[..., tuple[Classifier, list[float]]]
+    to_state: Callable[[Any], Any]
+    from_state: Callable[[Any, int, int], Classifier]
+
+
+CLASSIFIERS: dict[ClassifierName, ClassifierKind] = {
+    "linear": ClassifierKind(train_linear_probe, _linear_state, _linear_from_state),
+    "rf": ClassifierKind(
+        _train_rf, lambda clf: pickle.dumps(clf.forest, protocol=5), _rf_from_state
+    ),
+}
+
+
+def train_classifier(
+    name: ClassifierName,
+    features: FeatureSource,
+    labels: Tensor | np.ndarray | None,
+    num_classes: int,
+    **options: Any,
+) -> tuple[Classifier, list[float]]:
+    """Train the classifier called ``name``; returns it and its loss history (empty for rf)."""
+    if name not in CLASSIFIERS:
+        raise SarfuseError(None, f"unknown classifier {name!r}; choose from {sorted(CLASSIFIERS)}")
+    return CLASSIFIERS[name].train(features, labels, num_classes, **options)
+
+
+def save_classifier(path: str | Path, clf: Classifier, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``clf`` and ``meta`` (plain JSON-like values) to ``path`` atomically."""
+    record = {
+        "format": _FORMAT,
+        "kind": clf.kind,
+        "in_channels": clf.in_channels,
+        "num_classes": clf.num_classes,
+        "state": CLASSIFIERS[clf.kind].to_state(clf),
+        "meta": dict(meta or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
+    return Path(path)
+
+
+def load_classifier(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
+    """Read a classifier saved by :func:`save_classifier`; returns it and its ``meta``.
+
+    A random forest is unpickled: load only files you trust, as with any pickle.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SarfuseError(path, "classifier file not found")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SarfuseError(path, f"not a sarfuse classifier file ({type(e).__name__})") from None
+    if not isinstance(record, dict) or record.get("format") != _FORMAT:
+        raise SarfuseError(path, "not a sarfuse classifier file")
+    if record["kind"] not in CLASSIFIERS:
+        raise SarfuseError(path, f"unknown classifier kind {record['kind']!r}")
+    clf = CLASSIFIERS[record["kind"]].from_state(
+        record["state"], record["in_channels"], record["num_classes"]
+    )
+    return clf, record["meta"]

@@ -1,0 +1,124 @@
+"""``sarfuse map``: a land-cover map of a whole scene from a pretrained network and a probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+
+from sarfuse.checkpoint import load_pretrained
+from sarfuse.data.layouts import DataSource, Sample
+from sarfuse.data.schemes import ClassScheme
+from sarfuse.errors import SarfuseError
+from sarfuse.mapping.features import FeatureMaker
+from sarfuse.mapping.inference import map_scene
+from sarfuse.mapping.probe import load_classifier, predict_proba
+from sarfuse.mapping.workflow import ProbeConfig, open_patches
+
+
+def _same_contract(a: dict, b: dict) -> bool:
+    keys = ("sensors", "s1_bands", "s2_bands", "stats")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def load_mapper(probe_dir: str | Path, checkpoint: str | Path | None, device: str = "cpu"):
+    """The probe's classifier, its metadata and a feature maker that matches its training."""
+    probe_path = Path(probe_dir)
+    probe_path = probe_path / "probe.pt" if probe_path.is_dir() else probe_path
+    clf, meta = load_classifier(probe_path)
+    kind = meta["features"]
+    ckpt = checkpoint or meta.get("checkpoint")
+    net = None
+    if kind != "raw":
+        if ckpt is None:
+            raise SarfuseError(probe_path, "this probe was trained on network features: pass --checkpoint")
+        net = load_pretrained(ckpt)
+        if not _same_contract(net.contract, meta["contract"]):
+            raise SarfuseError(
+                ckpt, f"this checkpoint does not match the probe in {probe_path} (it was trained on "
+                "features of another network: other sensors, bands or normalisation)",
+            )  # fmt: skip
+        if kind == "random":
+            net = net.randomised(meta.get("seed", 0))
+    return clf, meta, FeatureMaker(kind, net, device)
+
+
+def map_files(
+    probe_dir: str | Path,
+    out: str | Path,
+    s1: str | Path | None = None,
+    s2: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    tile: int = 512,
+    overlap: int = 64,
+    probabilities: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+    quicklook: bool = True,
+) -> dict:
+    """Map the scene given by its S1 and/or S2 GeoTIFF to a classified GeoTIFF at ``out``."""
+    clf, meta, maker = load_mapper(probe_dir, checkpoint, device)
+    contract = meta["contract"]
+    scheme = ClassScheme.from_json(meta["scheme"])
+    sample = Sample(Path(s1 or s2).stem, s1=Path(s1) if s1 else None, s2=Path(s2) if s2 else None)
+    if s1 is None and s2 is None:
+        raise SarfuseError(None, "give the scene as --s1 and/or --s2")
+    for sensor in contract["sensors"]:
+        if sample.get(sensor) is None:
+            raise SarfuseError(None, f"the probe's features need {sensor.upper()}: pass --{sensor}")
+    source = DataSource("scene", [sample], None, Path(out).parent)
+    cfg = ProbeConfig(patch_size=tile, indices=tuple(meta["indices"]))
+    reader = open_patches(source, contract, cfg)
+    info = reader.grid(0)
+    if tile % 8 or overlap >= tile // 2:
+        raise SarfuseError(None, f"--tile must be a multiple of 8 and --overlap < tile/2, got {tile}, {overlap}")
+
+    def read_fn(window: tuple[int, int, int, int]) -> dict:
+        row, col, h, w = window
+        return reader.read_window(0, Window(col, row, w, h))
+
+    def predict_fn(inputs: dict) -> np.ndarray:
+        batch = {k: v[None] for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+        return predict_proba(clf, maker(batch))[0].numpy()
+
+    out = Path(out)
+    result = map_scene(
+        predict_fn, read_fn, info, out, len(scheme.classes), tile=tile, overlap=overlap,
+        colormap=scheme.colormap(), class_names=list(scheme.names),
+        probabilities_path=out.with_name(out.stem + "_proba.tif") if probabilities else None,
+        progress=progress,
+    )  # fmt: skip
+    if quicklook:
+        result["quicklook"] = str(write_quicklook(out, scheme, sample))
+    return result
+
+
+def write_quicklook(map_path: Path, scheme: ClassScheme, sample: Sample, label: Path | None = None,
+                    max_side: int = 1024) -> Path:
+    """PNG next to the map: the map with a legend, beside RGB / SAR quicklooks and true labels."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from sarfuse.data.raster import read_label, read_s1, read_s2
+    from sarfuse.plots import plot_map_quicklook, rgb_quicklook, sar_quicklook
+
+    with rasterio.open(map_path) as src:
+        step = max(1, int(np.ceil(max(src.height, src.width) / max_side)))
+        shape = (src.height // step or 1, src.width // step or 1)
+        classes = src.read(1, out_shape=shape, resampling=Resampling.nearest)
+    panels = []
+    # Quicklooks are read whole: fine up to a few thousand pixels; larger scenes are decimated.
+    if sample.s2 is not None and max(shape) * step <= 4 * max_side:
+        s2, _ = read_s2(sample.s2, ("B4", "B3", "B2"))
+        panels.append(("Sentinel-2 RGB", rgb_quicklook(s2[:, ::step, ::step], ("B4", "B3", "B2"))))
+    if sample.s1 is not None and max(shape) * step <= 4 * max_side:
+        s1, _ = read_s1(sample.s1)
+        panels.append(("Sentinel-1 VV", sar_quicklook(s1[:, ::step, ::step])))
+    if label is not None:
+        panels.append(("true labels", read_label(label, scheme)[::step, ::step]))
+    png = map_path.with_suffix(".png")
+    colors = [c.color for c in scheme.classes]
+    return plot_map_quicklook(classes, colors, list(scheme.names), png, "sarfuse map",
+                              extra_panels=panels)

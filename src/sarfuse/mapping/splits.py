@@ -1,0 +1,127 @@
+"""Few-label splits: which N patches carry labels for the probe, and which patches evaluate it.
+
+Patches without a single labelled pixel are never chosen. For a given seed the training patches
+are the first N of one fixed ordering, so splits are nested (the 10-patch set is inside the
+50-patch set). The ordering is stratified: it first takes patches that bring a class not yet
+covered, rarest class first, so that even N = 10 sees several classes; then the rest at random.
+
+Evaluation: with ``n_eval`` set, a fixed held-out set of ``n_eval`` labelled patches is drawn
+from the seed before and independently of the training draw, so every N (and every method) is
+scored on exactly the same patches. With ``n_eval=None`` every labelled patch not used for
+training is evaluated (the most data for one N, but the set then shrinks as N grows).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sarfuse.errors import SarfuseError
+from sarfuse.io_utils import atomic_write_text
+
+
+@dataclass(frozen=True)
+class Split:
+    """Indices into the list of patches: ``train`` carry labels for the probe, ``eval`` score it."""
+
+    train: list[int]
+    eval: list[int]
+
+
+def _classes_per_patch(
+    patch_labels: Sequence[np.ndarray], num_classes: int | None, ignore_index: int
+) -> list[set[int]]:
+    present = []
+    for i, lab in enumerate(patch_labels):
+        values = np.unique(np.asarray(lab))
+        values = values[values != ignore_index]
+        bad = values[(values < 0) | (values >= (num_classes or np.inf))]
+        if bad.size:
+            raise SarfuseError(None, f"label patch {i} holds class {bad[0]} outside the scheme")
+        present.append({int(v) for v in values})
+    return present
+
+
+def _stratified_order(
+    pool: list[int], present: list[set[int]], rng: np.random.Generator
+) -> list[int]:
+    """All of ``pool`` ordered: class-covering patches first (rarest class first), then random."""
+    remaining = [pool[i] for i in rng.permutation(len(pool))]
+    counts: dict[int, int] = {}
+    for p in pool:
+        for c in present[p]:
+            counts[c] = counts.get(c, 0) + 1
+    order: list[int] = []
+    uncovered = set(counts)
+    while uncovered:
+        rarest = min(uncovered, key=lambda c: (counts[c], c))
+        pick = next(p for p in remaining if rarest in present[p])  # first in random order
+        remaining.remove(pick)
+        order.append(pick)
+        uncovered -= present[pick]
+    return order + remaining
+
+
+def few_label_split(
+    patch_labels: Sequence[np.ndarray],
+    n_labelled: int,
+    seed: int,
+    n_eval: int | None = None,
+    num_classes: int | None = None,
+    ignore_index: int = 255,
+) -> Split:
+    """Draw ``n_labelled`` training patches and the evaluation patches (see the module doc).
+
+    ``patch_labels`` holds one ``(H, W)`` label array per patch (``ignore_index`` = unlabelled);
+    ``num_classes``, when given, checks that labels lie in ``0..num_classes-1``.
+    """
+    present = _classes_per_patch(patch_labels, num_classes, ignore_index)
+    labelled = [i for i, classes in enumerate(present) if classes]
+    if n_labelled < 1:
+        raise SarfuseError(None, f"the number of labelled patches must be >= 1, got {n_labelled}")
+    if n_eval is not None and not 1 <= n_eval < len(labelled):
+        raise SarfuseError(
+            None, f"cannot hold out {n_eval} evaluation patches from {len(labelled)} labelled ones"
+        )
+    held_out: list[int] = []
+    if n_eval is not None:
+        draw = np.random.default_rng([seed, 1]).permutation(len(labelled))[:n_eval]
+        held_out = sorted(labelled[i] for i in draw)
+    pool = sorted(set(labelled) - set(held_out))
+    spare = 0 if n_eval is not None else 1  # leave one patch to evaluate on
+    if n_labelled > len(pool) - spare:
+        raise SarfuseError(
+            None,
+            f"asked for {n_labelled} labelled patches but only {len(pool) - spare} are available "
+            f"({len(labelled)} patches have labels, {len(held_out) or spare} kept for evaluation)",
+        )
+    order = _stratified_order(pool, present, np.random.default_rng([seed, 2]))
+    train = order[:n_labelled]
+    evaluate = held_out if n_eval is not None else sorted(set(pool) - set(train))
+    return Split(train=train, eval=evaluate)
+
+
+def save_split(path: str | Path, split: Split) -> Path:
+    """Write the split as JSON (atomically), so every method is scored on the same patches."""
+    return atomic_write_text(path, json.dumps({"train": split.train, "eval": split.eval}))
+
+
+def load_split(path: str | Path) -> Split:
+    """Read a split written by :func:`save_split`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        split = Split(train=[int(i) for i in data["train"]], eval=[int(i) for i in data["eval"]])
+    except FileNotFoundError:
+        raise SarfuseError(path, "split file not found") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise SarfuseError(
+            path, f"not a split file (need JSON lists 'train' and 'eval'): {e}"
+        ) from None
+    if set(split.train) & set(split.eval):
+        raise SarfuseError(path, "training and evaluation patches overlap")
+    return split

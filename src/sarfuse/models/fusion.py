@@ -1,0 +1,194 @@
+"""SAR-optical fusion networks (early, intermediate, late), built through one registry.
+
+Every network maps ``(s1 (B, C1, H, W) | None, s2 (B, C2, H, W) | None)`` to a dict with
+``features`` (B, D, H, W) and ``image`` (B, D), D = ``feat_dim``, so mapping code never needs
+to know which fusion produced them. Networks with one branch per sensor also return the
+per-sensor parts that the cross-sensor methods (MCL, DCCA, late-fusion contrast) need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from sarfuse.errors import SarfuseError, check
+from sarfuse.models.resunet import Decoder, Encoder, ImageHead, Norm, ResUnet, pad_to_multiple
+
+FusionName = Literal["early", "intermediate", "late"]
+
+
+def _check_input(x: Tensor | None, channels: int, sensor: str) -> None:
+    """Input present exactly when the model has channels for it, with that many bands."""
+    if channels == 0:
+        check(x is None, None, f"this model has no {sensor} input, but {sensor} data was given")
+        return
+    check(
+        x is not None, None, f"this model needs {sensor} input ({channels} bands), none was given"
+    )
+    check(
+        x.ndim == 4 and x.shape[1] == channels,
+        None,
+        f"this model expects {sensor} of shape (B, {channels}, H, W), got {tuple(x.shape)}",
+    )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a fusion network (saved in checkpoints)."""
+
+    fusion: FusionName  # how S1 and S2 are combined
+    s1_channels: int  # S1 bands, 0 = sensor absent
+    s2_channels: int  # S2 bands, 0 = sensor absent
+    width: int = 16  # base encoder width (paper: 64)
+    feat_dim: int = 32  # per-pixel and image feature size D
+    blocks: tuple[int, ...] = (2, 2, 2, 2)  # BasicBlocks per encoder stage (ResNet-18)
+    norm: Norm = "batch"  # or "group" for tiny batches
+
+
+class FusionNet(nn.Module):
+    """Base of the fusion networks: input checks and the config that rebuilds the network.
+
+    ``config`` holds exactly the keyword arguments of :func:`build_model`, so
+    ``build_model(**net.config)`` gives the same architecture (used by checkpoints).
+    """
+
+    fusion: FusionName
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.s1_channels, self.s2_channels = cfg.s1_channels, cfg.s2_channels
+        self.feature_dim = cfg.feat_dim
+        self.config = asdict(cfg)
+
+    def forward(self, s1: Tensor | None, s2: Tensor | None) -> dict[str, Tensor]:
+        _check_input(s1, self.s1_channels, "S1")
+        _check_input(s2, self.s2_channels, "S2")
+        return self.fuse(s1, s2)
+
+    def fuse(self, s1: Tensor | None, s2: Tensor | None) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
+class EarlyFusion(FusionNet):
+    """One ResUnet on the stacked S1 + S2 bands (or on the only sensor present)."""
+
+    fusion = "early"
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.net = ResUnet(
+            cfg.s1_channels + cfg.s2_channels, cfg.width, cfg.feat_dim, cfg.blocks, cfg.norm
+        )
+
+    def fuse(self, s1: Tensor | None, s2: Tensor | None) -> dict[str, Tensor]:
+        x = torch.cat([t for t in (s1, s2) if t is not None], dim=1)  # (B, C1 + C2, H, W)
+        features, image = self.net(x)
+        return {"features": features, "image": image}
+
+
+class IntermediateFusion(FusionNet):
+    """Two encoders (S2, S1) of half width concatenated at every level, one shared decoder.
+
+    The concatenated levels have the channels of a width-``width`` encoder, so the decoder and
+    the fused image head are those of a ResUnet of that width. ``s1_image`` / ``s2_image`` are
+    each sensor's bottleneck, pooled and projected, for image-level cross-sensor methods.
+    """
+
+    fusion = "intermediate"
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        check(cfg.width % 2 == 0, None, f"intermediate fusion needs an even width, got {cfg.width}")
+        half, d = cfg.width // 2, cfg.feat_dim
+        self.s2_encoder = Encoder(cfg.s2_channels, half, cfg.blocks, cfg.norm)
+        self.s1_encoder = Encoder(cfg.s1_channels, half, cfg.blocks, cfg.norm)
+        channels = [
+            a + b for a, b in zip(self.s2_encoder.channels, self.s1_encoder.channels, strict=True)
+        ]
+        self.decoder = Decoder(channels, d, cfg.norm)
+        self.image_head = ImageHead(channels[-1], d)
+        self.s1_head = ImageHead(self.s1_encoder.channels[-1], d)
+        self.s2_head = ImageHead(self.s2_encoder.channels[-1], d)
+
+    def fuse(self, s1: Tensor, s2: Tensor) -> dict[str, Tensor]:
+        h, w = s2.shape[-2:]
+        l2 = self.s2_encoder(pad_to_multiple(s2))
+        l1 = self.s1_encoder(pad_to_multiple(s1))
+        levels = [torch.cat([a, b], dim=1) for a, b in zip(l2, l1, strict=True)]
+        return {
+            "features": self.decoder(levels)[..., :h, :w],
+            "image": self.image_head(levels[-1]),
+            "s1_image": self.s1_head(l1[-1]),
+            "s2_image": self.s2_head(l2[-1]),
+        }
+
+
+class LateFusion(FusionNet):
+    """Two separate ResUnets, one per sensor, each giving ``feat_dim // 2`` features.
+
+    Each branch has half the feature size so that ``features`` = cat(S1, S2) (B, feat_dim, H, W)
+    has the same size D as the other fusions, and so that S1 and S2 features of the same
+    superpixel can be contrasted directly. ``image`` = cat(s1_image, s2_image).
+    """
+
+    fusion = "late"
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        d = cfg.feat_dim
+        check(d % 2 == 0, None, f"late fusion needs an even feature size, got {d}")
+        self.s1_net = ResUnet(cfg.s1_channels, cfg.width, d // 2, cfg.blocks, cfg.norm)
+        self.s2_net = ResUnet(cfg.s2_channels, cfg.width, d // 2, cfg.blocks, cfg.norm)
+
+    def fuse(self, s1: Tensor, s2: Tensor) -> dict[str, Tensor]:
+        f1, i1 = self.s1_net(s1)
+        f2, i2 = self.s2_net(s2)
+        return {
+            "features": torch.cat([f1, f2], dim=1),
+            "image": torch.cat([i1, i2], dim=1),
+            "s1_features": f1,
+            "s2_features": f2,
+            "s1_image": i1,
+            "s2_image": i2,
+        }
+
+
+FUSIONS: dict[str, type[FusionNet]] = {
+    "early": EarlyFusion,
+    "intermediate": IntermediateFusion,
+    "late": LateFusion,
+}
+
+
+def build_model(
+    fusion: FusionName,
+    s1_channels: int,
+    s2_channels: int,
+    width: int = 16,
+    feat_dim: int = 32,
+    blocks: Sequence[int] = (2, 2, 2, 2),
+    norm: Norm = "batch",
+) -> FusionNet:
+    """The fusion network ``fusion`` for the given band counts (0 = sensor absent)."""
+    if fusion not in FUSIONS:
+        raise SarfuseError(None, f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+    check(norm in ("batch", "group"), None, f"unknown norm {norm!r}; choose batch or group")
+    check(
+        s1_channels >= 0 and s2_channels >= 0 and s1_channels + s2_channels > 0,
+        None,
+        f"a model needs input bands, got {s1_channels} S1 and {s2_channels} S2 bands",
+    )
+    if fusion != "early" and 0 in (s1_channels, s2_channels):
+        only = "S2" if s1_channels == 0 else "S1"
+        raise SarfuseError(
+            None,
+            f"{fusion} fusion needs both Sentinel-1 and Sentinel-2; this data has only {only} "
+            "(use --fusion early)",
+        )
+    check(len(blocks) == 4, None, f"blocks must give 4 stage depths, got {tuple(blocks)}")
+    cfg = ModelConfig(fusion, s1_channels, s2_channels, width, feat_dim, tuple(blocks), norm)
+    return FUSIONS[fusion](cfg)

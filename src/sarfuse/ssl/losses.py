@@ -1,0 +1,94 @@
+"""Self-supervised losses as pure functions on paired embeddings.
+
+- :func:`hard_negative_nt_xent`: the hard-negative contrastive loss of Robinson et al. (ICLR 2021,
+  "Contrastive learning with hard negative samples"); beta = tau_plus = 0 is plain NT-Xent.
+- :func:`dcca_loss`: deep canonical correlation analysis (Andrew et al., ICML 2013).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sarfuse.errors import check
+
+
+def hard_negative_nt_xent(
+    z1: Tensor, z2: Tensor, temperature: float = 0.5, tau_plus: float = 0.1, beta: float = 1.0
+) -> Tensor:
+    """Hard-negative NT-Xent between paired rows of z1 (N, D) and z2 (N, D); a scalar.
+
+    All 2N rows are anchors; an anchor's positive is the other view of its row and its
+    M = 2N - 2 negatives are all the other rows. Negatives are reweighted by
+    w = exp(beta s) / mean(exp(beta s)) (s = cosine / temperature), the positive share
+    ``tau_plus`` is removed from them, and the result is clamped below at M exp(-1/t):
+
+        Ng = max((sum(w exp(s_neg)) - tau_plus M exp(s_pos)) / (1 - tau_plus), M exp(-1/t))
+        loss = mean(-log(exp(s_pos) / (exp(s_pos) + Ng)))
+
+    Everything is evaluated as log-sum-exps, so large 1/temperature cannot overflow.
+    """
+    check(
+        z1.ndim == 2 and z1.shape == z2.shape,
+        None,
+        f"contrastive pairs must be two (N, D) tensors of equal shape, got {tuple(z1.shape)} "
+        f"and {tuple(z2.shape)}",
+    )
+    n = z1.shape[0]
+    check(n >= 2, None, f"a contrastive loss needs at least 2 pairs, got {n}")
+    check(0.0 <= tau_plus < 1.0, None, f"tau_plus must be in [0, 1), got {tau_plus}")
+    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2N, D)
+    sim = z @ z.T / temperature  # (2N, 2N)
+    idx = torch.arange(2 * n, device=z.device)
+    partner = (idx + n) % (2 * n)
+    s_pos = sim[idx, partner]  # (2N,)
+    others = torch.ones_like(sim, dtype=torch.bool)
+    others[idx, idx] = False
+    others[idx, partner] = False
+    m = 2 * n - 2
+    s_neg = sim[others].reshape(2 * n, m)  # (2N, M)
+    # log sum(w exp(s)) with w normalised to mean 1
+    log_ng = torch.logsumexp((beta + 1) * s_neg, 1) - torch.logsumexp(beta * s_neg, 1) + math.log(m)
+    if tau_plus > 0:
+        gap = math.log(tau_plus * m) + s_pos - log_ng  # < 0 while the debiased sum is positive
+        # clamping the gap at -1e-6 bounds the gradient; it changes nothing for t > 0.15, where
+        # such a small debiased sum is always below the floor
+        safe = gap.clamp(max=-1e-6)
+        debiased = log_ng + torch.log(-torch.expm1(safe)) - math.log1p(-tau_plus)
+        log_ng = torch.where(gap < 0, debiased, torch.full_like(debiased, -math.inf))
+        log_ng = log_ng.clamp(min=math.log(m) - 1.0 / temperature)
+    return (torch.logaddexp(s_pos, log_ng) - s_pos).mean()
+
+
+def dcca_loss(h1: Tensor, h2: Tensor, eps: float = 1e-3, k: int | None = None) -> Tensor:
+    """Minus the total (or top-``k``) canonical correlation between h1 (N, D1) and h2 (N, D2).
+
+    Covariances are regularised with ``eps * I``. The correlations are the singular values of
+    T = S11^-1/2 S12 S22^-1/2; we whiten with Cholesky factors instead (L1^-1 S12 L2^-T has the
+    same singular values, since S^-1/2 L is orthogonal), because the backward pass of ``eigh``
+    divides by eigenvalue gaps and turns to NaN when features are degenerate, e.g. dead
+    channels. Computed in float64; returns a scalar in h1's dtype, between -min(D1, D2) and 0.
+    """
+    check(
+        h1.ndim == 2 and h2.ndim == 2 and h1.shape[0] == h2.shape[0],
+        None,
+        f"DCCA needs (N, D1) and (N, D2) inputs, got {tuple(h1.shape)} and {tuple(h2.shape)}",
+    )
+    n = h1.shape[0]
+    check(n >= 2, None, f"DCCA needs at least 2 samples, got {n}")
+    x = h1.double() - h1.double().mean(0)
+    y = h2.double() - h2.double().mean(0)
+    s11 = x.T @ x / (n - 1) + eps * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    s22 = y.T @ y / (n - 1) + eps * torch.eye(y.shape[1], dtype=y.dtype, device=y.device)
+    s12 = x.T @ y / (n - 1)  # (D1, D2)
+    l1 = torch.linalg.cholesky(s11)
+    l2 = torch.linalg.cholesky(s22)
+    a = torch.linalg.solve_triangular(l1, s12, upper=False)  # L1^-1 S12
+    t = torch.linalg.solve_triangular(l2, a.T, upper=False).T  # L1^-1 S12 L2^-T (D1, D2)
+    corr = torch.linalg.svdvals(t)  # descending
+    if k is not None:
+        corr = corr[:k]
+    return -corr.sum().to(h1.dtype)

@@ -1,0 +1,148 @@
+"""``sarfuse pretrain``: self-supervised pretraining of a fusion network on unlabelled data."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from sarfuse.contract import make_contract, normaliser_from_contract, superpixels_from_contract
+from sarfuse.data.dataset import PatchDataset
+from sarfuse.data.demo import demo_data
+from sarfuse.data.layouts import DataSource, discover
+from sarfuse.errors import SarfuseError
+from sarfuse.ssl.callbacks import AtomicCheckpoint, LossLog
+from sarfuse.ssl.config import PretrainConfig
+from sarfuse.ssl.crops import CropDataset
+from sarfuse.ssl.methods import check_combination
+from sarfuse.ssl.module import PretrainModule, context_size
+from sarfuse.superpixels import SuperpixelParams, compute_all
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    first_loss: float | None
+    last_loss: float | None
+
+
+def resolve_source(data: str | Path | list | None, classes: str | Path | None = None) -> DataSource:
+    """The data a command works on: ``data`` if given, else the embedded demo data."""
+    return discover(data if data else demo_data(), classes=classes)
+
+
+def accelerator(device: str) -> str:
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SarfuseError(None, "--device cuda was asked for but no CUDA device is available")
+    return "gpu" if device == "cuda" else "cpu"
+
+
+def patch_dataset(source: DataSource, contract: dict, patch_size: int | None = None, **kw) -> PatchDataset:
+    """Open ``source`` exactly as the network of ``contract`` expects its inputs."""
+    return PatchDataset(
+        source,
+        patch_size=patch_size or contract["patch_size"],
+        s1_bands=tuple(contract["s1_bands"]),
+        s2_bands=tuple(contract["s2_bands"]),
+        normaliser=normaliser_from_contract(contract),
+        **kw,
+    )
+
+
+def pretrain(
+    data: str | Path | None,
+    out: str | Path,
+    config: PretrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    classes: str | Path | None = None,
+) -> PretrainResult:
+    """Pretrain ``config.method`` with ``config.fusion`` on ``data`` (demo data when None)."""
+    run_dir = Path(out)
+    ckpt = run_dir / "last.ckpt"
+    if ckpt.exists() and not resume:
+        raise SarfuseError(ckpt, "a run already exists here; pass --resume to continue it or choose another --out")
+    if resume and not ckpt.exists():
+        raise SarfuseError(ckpt, "nothing to resume: no checkpoint in this run folder")
+    source = resolve_source(data, classes)
+    sensors = source.sensors
+    check_combination(config.fusion, config.method)
+    sp = [SuperpixelParams(scale=s, sigma=config.sp_sigma, min_size=config.sp_min_size) for s in config.sp_scales]
+    contract = make_contract(
+        sensors, config.s1_bands, config.s2_bands, config.stats, sp, config.patch_size,
+        config.fusion, config.method,
+    )
+    module = PretrainModule(
+        config.__dict__ | {"crops": list(config.crops), "sp_scales": list(config.sp_scales)},
+        s1_channels=len(contract["s1_bands"]),
+        s2_channels=len(contract["s2_bands"]),
+        contract=contract,
+    )  # builds the network first: a fusion that needs a missing sensor fails here, early
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.to_json(run_dir / "config.json")
+
+    segments = superpixels_from_contract(contract)
+    patches = patch_dataset(source, contract, superpixels=segments if len(segments) > 1 else segments[0])
+    compute_all(patches, progress=progress)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    crops = CropDataset(patches, context_size(config), config.crops_per_patch)
+    loader = DataLoader(
+        crops,
+        batch_size=config.batch,
+        shuffle=False,
+        drop_last=len(crops) >= config.batch,
+        num_workers=config.workers,
+        generator=torch.Generator().manual_seed(config.seed),
+        persistent_workers=config.workers > 0,
+    )
+    log = LossLog(run_dir / "loss.csv")
+    trainer = L.Trainer(
+        accelerator=accelerator(config.device),
+        devices="auto",
+        max_epochs=config.epochs if config.steps is None else -1,
+        max_steps=config.steps if config.steps is not None else -1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        callbacks=[AtomicCheckpoint(ckpt, config.ckpt_every), log],
+        default_root_dir=run_dir,
+        log_every_n_steps=1,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+        trainer.fit(module, loader, ckpt_path=ckpt if resume else None)
+    from sarfuse.plots import plot_loss_curve
+
+    if (run_dir / "loss.csv").exists():
+        plot_loss_curve(run_dir / "loss.csv", run_dir / "loss.png")
+    first, last = _first_last_loss(run_dir / "loss.csv")
+    return PretrainResult(run_dir, ckpt, trainer.global_step, first, last)
+
+
+def _first_last_loss(path: Path, window: int = 10) -> tuple[float | None, float | None]:
+    """Mean loss over the first and the last ``window`` logged steps."""
+    import csv
+
+    if not path.exists():
+        return None, None
+    with path.open(newline="") as fh:
+        losses = [float(r["loss"]) for r in csv.DictReader(fh) if r.get("loss")]
+    if not losses:
+        return None, None
+    w = max(1, min(window, len(losses) // 2))
+    return sum(losses[:w]) / w, sum(losses[-w:]) / w
+
+
+def torch_device(device: str) -> str:
+    """``auto`` -> cuda when present, else cpu; checks that cuda exists when asked for."""
+    return "cuda" if accelerator(device) == "gpu" else "cpu"

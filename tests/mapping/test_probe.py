@@ -1,0 +1,133 @@
+"""Linear probe and random forest on synthetic per-pixel problems; save/load round trips."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sarfuse.errors import SarfuseError
+from sarfuse.mapping.probe import (
+    CLASSIFIERS,
+    LinearProbe,
+    labelled_pixels,
+    load_classifier,
+    predict_proba,
+    save_classifier,
+    train_classifier,
+    train_linear_probe,
+    train_random_forest,
+)
+
+K = 3
+
+
+def _problem(n: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (n, 4, 8, 8) on very different scales; labels: argmax of a linear map, margin."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 4, 8, 8, generator=g)
+    w = torch.tensor([[2.0, -1.0, 0.5, 0.0], [-1.0, 2.0, 0.0, 1.0], [0.0, 0.0, -1.5, -1.0]])
+    scores = torch.einsum("kc,nchw->nkhw", w, z)
+    top2 = scores.topk(2, dim=1).values
+    labels = scores.argmax(1)
+    labels[(top2[:, 0] - top2[:, 1]) < 0.3] = 255  # drop pixels too close to a boundary
+    scale = torch.tensor([1000.0, 0.01, 1.0, 50.0])[None, :, None, None]
+    shift = torch.tensor([3000.0, -5.0, 0.0, 20.0])[None, :, None, None]
+    return z * scale + shift, labels
+
+
+def _accuracy(proba: torch.Tensor, labels: torch.Tensor) -> float:
+    keep = labels != 255
+    return (proba.argmax(1)[keep] == labels[keep]).float().mean().item()
+
+
+def test_linear_probe_learns_separable_problem_in_a_few_epochs():
+    x, y = _problem()
+    probe, history = train_linear_probe(x, y, K, epochs=5, batch_size=4)
+    assert len(history) == 5 and history[-1] < history[0]
+    xt, yt = _problem(seed=1)
+    proba = predict_proba(probe, xt)
+    assert proba.shape == (32, K, 8, 8)
+    torch.testing.assert_close(proba.sum(1), torch.ones(32, 8, 8))
+    assert _accuracy(proba, yt) > 0.95
+
+
+def test_ignored_pixels_do_not_contribute():
+    x, y = _problem(n=4)
+    sparse = torch.full_like(y, 255)
+    keep = torch.zeros_like(y, dtype=torch.bool)
+    keep[:, ::3, ::3] = True
+    sparse[keep] = y[keep]
+    other = x.clone()
+    other[~keep.unsqueeze(1).expand_as(x)] = 1e6  # garbage where unlabelled: must not matter
+    a, _ = train_linear_probe(x, sparse, K, epochs=3)
+    b, _ = train_linear_probe(other, sparse, K, epochs=3)
+    for key, value in a.state_dict().items():
+        torch.testing.assert_close(value, b.state_dict()[key])
+    assert a.mean[0] == pytest.approx(x.permute(0, 2, 3, 1)[keep & (y != 255)][:, 0].mean())
+
+
+def test_batches_stream_matches_tensor():
+    x, y = _problem(n=8)
+    a, ha = train_linear_probe(x, y, K, epochs=2, batch_size=2)
+    b, hb = train_linear_probe(
+        lambda: [(x[:4], y[:4]), (x[4:], y[4:])], None, K, epochs=2, batch_size=2
+    )
+    assert ha == pytest.approx(hb)
+    torch.testing.assert_close(a.conv.weight, b.conv.weight)
+
+
+def test_labelled_pixels_subsample_is_bounded_and_from_labelled_pixels():
+    x, y = _problem(n=8)
+    px, py, n = labelled_pixels(x, y, max_pixels=50, seed=0)
+    assert px.shape == (50, 4) and n == 8 and (py != 255).all()
+    full, _, _ = labelled_pixels(x, y)
+    assert all((full == row).all(1).any() for row in px)
+
+
+def test_random_forest_learns_and_fills_unseen_class_columns():
+    x, y = _problem()
+    rf = train_random_forest(x, y, num_classes=K + 1, n_estimators=20, max_pixels=1000)
+    proba = predict_proba(rf, _problem(seed=1)[0])
+    assert proba.shape == (32, K + 1, 8, 8)
+    assert (proba[:, K] == 0).all()  # class 3 never seen in training
+    torch.testing.assert_close(proba.sum(1), torch.ones(32, 8, 8))
+    assert _accuracy(proba, _problem(seed=1)[1]) > 0.9
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIFIERS))
+def test_save_load_round_trip(tmp_path, name):
+    x, y = _problem(n=8)
+    options = {"epochs": 2} if name == "linear" else {"n_estimators": 5}
+    clf, _ = train_classifier(name, x, y, K, **options)
+    path = save_classifier(tmp_path / "probe.pt", clf, {"features": "raw", "bands": ["VV", "VH"]})
+    loaded, meta = load_classifier(path)
+    assert meta == {"features": "raw", "bands": ["VV", "VH"]}
+    assert loaded.kind == name and loaded.num_classes == K
+    torch.testing.assert_close(predict_proba(loaded, x), predict_proba(clf, x), rtol=0, atol=0)
+
+
+def test_errors():
+    x, y = _problem(n=2)
+    with pytest.raises(SarfuseError, match="unknown classifier"):
+        train_classifier("svm", x, y, K)  # type: ignore[arg-type]
+    with pytest.raises(SarfuseError, match="no labelled pixels"):
+        train_linear_probe(x, torch.full_like(y, 255), K)
+    with pytest.raises(SarfuseError, match="outside 0..1"):
+        train_linear_probe(x, y, 2)
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    y2 = y.clone()
+    y2[0, 0, 0] = 0
+    with pytest.raises(SarfuseError, match="NaN"):
+        train_linear_probe(bad, y2, K)
+    with pytest.raises(SarfuseError, match="expects 4 feature channels"):
+        predict_proba(LinearProbe(4, K), x[:, :2])
+
+
+def test_load_rejects_other_files(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SarfuseError, match="junk.pt: not a sarfuse classifier"):
+        load_classifier(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(SarfuseError, match="other.pt: not a sarfuse classifier"):
+        load_classifier(tmp_path / "other.pt")
