@@ -103,8 +103,12 @@ def synth(
 @friendly
 def stats(
     data: DataArg = None,
-    out_file: Annotated[Path, typer.Option("--out", help="JSON file to write.")] = Path("stats.json"),
-    s2_bands: Annotated[str, typer.Option(help="S2 bands to describe.")] = "B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B10,B11,B12",
+    out_file: Annotated[Path, typer.Option("--out", help="JSON file to write.")] = Path(
+        "stats.json"
+    ),
+    s2_bands: Annotated[
+        str, typer.Option(help="S2 bands to describe.")
+    ] = "B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B10,B11,B12",
 ) -> None:
     """Per-band mean and std over a dataset (valid pixels only), for normalisation."""
     from sarfuse.data.normalise import compute_stats, save_stats
@@ -135,8 +139,9 @@ def superpixels(
     source = resolve_source(_data(data))
     cfg = PretrainConfig()
     params = SuperpixelParams(scale=scale, sigma=sigma, min_size=min_size)
-    contract = make_contract(source.sensors, cfg.s1_bands, cfg.s2_bands, None, [params],
-                             patch_size, "early", "pixel")
+    contract = make_contract(
+        source.sensors, cfg.s1_bands, cfg.s2_bands, None, [params], patch_size, "early", "pixel"
+    )
     result = compute_all(patch_dataset(source, contract, superpixels=params), workers=workers)
     out.print(
         f"superpixels: {result['computed']} computed, {result['cached']} from cache "
@@ -148,7 +153,9 @@ def superpixels(
 @friendly
 def pretrain(
     data: DataArg = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (checkpoint, config, loss curve).")] = Path("runs/pretrain"),
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Run folder (checkpoint, config, loss curve).")
+    ] = Path("runs/pretrain"),
     fusion: Annotated[str, typer.Option(help="early | intermediate | late")] = "intermediate",
     method: Annotated[str, typer.Option(help="pixel (the paper's) | mcl | dcca")] = "pixel",
     epochs: Annotated[int | None, typer.Option(help="Epochs (default from the config).")] = None,
@@ -158,8 +165,12 @@ def pretrain(
     width: Annotated[int, typer.Option(help="ResUnet base width (paper: 64).")] = 16,
     feat_dim: Annotated[int, typer.Option(help="Feature size per pixel.")] = 32,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-4,
-    patch_size: Annotated[int, typer.Option(help="Scenes are cut into patches of this size.")] = 256,
-    stats_file: Annotated[Path | None, typer.Option("--stats", help="Statistics JSON from `sarfuse stats`.")] = None,
+    patch_size: Annotated[
+        int, typer.Option(help="Scenes are cut into patches of this size.")
+    ] = 256,
+    stats_file: Annotated[
+        Path | None, typer.Option("--stats", help="Statistics JSON from `sarfuse stats`.")
+    ] = None,
     ema: Annotated[float, typer.Option(help="EMA teacher momentum (0 = off).")] = 0.0,
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -175,10 +186,20 @@ def pretrain(
         cfg.device = device
     else:
         cfg = PretrainConfig(
-            fusion=fusion, method=method, crop=crop, batch=batch, width=width, feat_dim=feat_dim,
-            lr=lr, patch_size=patch_size, stats=str(stats_file) if stats_file else None, ema=ema,
-            device=device, seed=seed, workers=workers,
-        )  # fmt: skip
+            fusion=fusion,
+            method=method,
+            crop=crop,
+            batch=batch,
+            width=width,
+            feat_dim=feat_dim,
+            lr=lr,
+            patch_size=patch_size,
+            stats=str(stats_file) if stats_file else None,
+            ema=ema,
+            device=device,
+            seed=seed,
+            workers=workers,
+        )
         if epochs is not None:
             cfg.epochs = epochs
     if steps is not None:
@@ -195,13 +216,17 @@ def pretrain(
 @friendly
 def probe(
     data: DataArg = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Pretraining checkpoint (RUN_DIR/last.ckpt).")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Pretraining checkpoint (RUN_DIR/last.ckpt).")
+    ] = None,
     labels: Annotated[int, typer.Option(help="Number of labelled patches.")] = 10,
     out_dir: Annotated[Path, typer.Option("--out", help="Probe folder.")] = Path("runs/probe"),
     patch_size: Annotated[int, typer.Option(help="Patch side; N counts these patches.")] = 64,
     features: Annotated[str, typer.Option(help="pretrained | random | raw")] = "pretrained",
     classifier: Annotated[str, typer.Option(help="linear | rf")] = "linear",
-    indices: Annotated[str, typer.Option(help="Spectral indices appended to the features.")] = "mean_sar,ndvi,ndwi,dbsi",
+    indices: Annotated[
+        str, typer.Option(help="Spectral indices appended to the features.")
+    ] = "mean_sar,ndvi,ndwi,dbsi",
     epochs: Annotated[int, typer.Option(help="Linear probe epochs.")] = 50,
     seed: Annotated[int, typer.Option(help="Seed of the split and the classifier.")] = 0,
     n_eval: Annotated[int | None, typer.Option(help="Fixed number of evaluation patches.")] = None,
@@ -214,14 +239,24 @@ def probe(
     from sarfuse.ssl.train import resolve_source, torch_device
 
     if features not in ("pretrained", "random", "raw") or classifier not in ("linear", "rf"):
-        raise SarfuseError(None, "--features must be pretrained|random|raw and --classifier linear|rf")
+        raise SarfuseError(
+            None, "--features must be pretrained|random|raw and --classifier linear|rf"
+        )
     if features != "raw" and checkpoint is None:
-        raise SarfuseError(None, f"--features {features} needs --checkpoint (or use --features raw)")
+        raise SarfuseError(
+            None, f"--features {features} needs --checkpoint (or use --features raw)"
+        )
     cfg = ProbeConfig(
-        labels=labels, patch_size=patch_size, seed=seed, features=features, classifier=classifier,
-        indices=tuple(_csv_words(indices)), epochs=epochs, n_eval=n_eval,
+        labels=labels,
+        patch_size=patch_size,
+        seed=seed,
+        features=features,
+        classifier=classifier,
+        indices=tuple(_csv_words(indices)),
+        epochs=epochs,
+        n_eval=n_eval,
         device=torch_device(device),
-    )  # fmt: skip
+    )
     result = run_probe(resolve_source(_data(data), classes), out_dir, cfg, checkpoint)
     out.print(format_table(result))
     out.print(f"metrics: {out_dir / 'metrics.json'}\nconfusion matrix: {out_dir / 'confusion.png'}")
@@ -234,7 +269,9 @@ def map_cmd(
     out_file: Annotated[Path, typer.Option("--out", help="Output GeoTIFF.")],
     s1: Annotated[Path | None, typer.Option(help="Sentinel-1 scene (VV, VH).")] = None,
     s2: Annotated[Path | None, typer.Option(help="Sentinel-2 scene.")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint (default: the probe's).")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint (default: the probe's).")
+    ] = None,
     tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 512,
     overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles.")] = 64,
     probabilities: Annotated[bool, typer.Option(help="Also write class probabilities.")] = False,
@@ -244,8 +281,17 @@ def map_cmd(
     from sarfuse.mapping.scene import map_files
     from sarfuse.ssl.train import torch_device
 
-    result = map_files(probe_dir, out_file, s1=s1, s2=s2, checkpoint=checkpoint, tile=tile,
-                       overlap=overlap, probabilities=probabilities, device=torch_device(device))  # fmt: skip
+    result = map_files(
+        probe_dir,
+        out_file,
+        s1=s1,
+        s2=s2,
+        checkpoint=checkpoint,
+        tile=tile,
+        overlap=overlap,
+        probabilities=probabilities,
+        device=torch_device(device),
+    )
     out.print(f"map: {result['path']} ({result['tiles']} tiles)\nquicklook: {result['quicklook']}")
 
 
@@ -257,7 +303,9 @@ def experiment(
     fusion: Annotated[str, typer.Option(help="Fusions to compare.")] = "early,intermediate,late",
     methods: Annotated[str, typer.Option(help="Methods to compare.")] = "pixel,mcl,dcca",
     seeds: Annotated[str, typer.Option(help="Seeds (splits and probes).")] = "0,1,2",
-    out_dir: Annotated[Path, typer.Option("--out", help="Experiment folder.")] = Path("runs/experiment"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Experiment folder.")] = Path(
+        "runs/experiment"
+    ),
     steps: Annotated[int, typer.Option(help="Pretraining steps per model.")] = 150,
     patch_size: Annotated[int, typer.Option(help="Patch side for the probe.")] = 64,
     n_eval: Annotated[int | None, typer.Option(help="Fixed evaluation patches.")] = None,
@@ -270,21 +318,30 @@ def experiment(
     from sarfuse.ssl.train import torch_device
 
     run_experiment(
-        _data(data), out_dir, _csv_ints(labels, "--labels"), _csv_words(fusion),
-        _csv_words(methods), _csv_ints(seeds, "--seeds"),
+        _data(data),
+        out_dir,
+        _csv_ints(labels, "--labels"),
+        _csv_words(fusion),
+        _csv_words(methods),
+        _csv_ints(seeds, "--seeds"),
         PretrainConfig(steps=steps, device=device),
-        ProbeConfig(patch_size=patch_size, device=torch_device(device)), n_eval=n_eval,
+        ProbeConfig(patch_size=patch_size, device=torch_device(device)),
+        n_eval=n_eval,
         console=console,
-    )  # fmt: skip
-    out.print(f"results: {out_dir / 'results.csv'}\nsummary: {out_dir / 'summary.md'}\n"
-              f"figure: {out_dir / 'miou_vs_labels.png'}")  # fmt: skip
+    )
+    out.print(
+        f"results: {out_dir / 'results.csv'}\nsummary: {out_dir / 'summary.md'}\n"
+        f"figure: {out_dir / 'miou_vs_labels.png'}"
+    )
     out.print((out_dir / "summary.md").read_text())
 
 
 @app.command()
 @friendly
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the demo's outputs.")] = Path("demo_out"),
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Where to write the demo's outputs.")
+    ] = Path("demo_out"),
     steps: Annotated[int, typer.Option(help="Pretraining steps.")] = 150,
     device: DeviceOpt = "auto",
 ) -> None:

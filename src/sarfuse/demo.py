@@ -25,8 +25,12 @@ DEMO_STEPS = 150  # pretraining steps of the demo (about two minutes on 2 CPU co
 DEMO_LABELS = 10  # labelled 64x64 patches for the probe
 
 
-def run_demo(out: str | Path = "demo_out", steps: int = DEMO_STEPS, device: str = "auto",
-             console: Console | None = None) -> dict:
+def run_demo(
+    out: str | Path = "demo_out",
+    steps: int = DEMO_STEPS,
+    device: str = "auto",
+    console: Console | None = None,
+) -> dict:
     """Run the demo into ``out``; a rerun reuses a finished pretraining."""
     say = (console or Console(stderr=True)).print
     out = Path(out)
@@ -48,24 +52,46 @@ def run_demo(out: str | Path = "demo_out", steps: int = DEMO_STEPS, device: str 
     source = discover(data)
     probe_cfg = ProbeConfig(labels=DEMO_LABELS, patch_size=64)
     metrics = run_probe(source, out / "probe", probe_cfg, ckpt, progress=False)
-    raw = run_probe(source, out / "probe_raw", ProbeConfig(labels=DEMO_LABELS, patch_size=64,
-                    features="raw"), None, progress=False)  # fmt: skip
+    raw = run_probe(
+        source,
+        out / "probe_raw",
+        ProbeConfig(labels=DEMO_LABELS, patch_size=64, features="raw"),
+        None,
+        progress=False,
+    )
     say(format_table(metrics))
-    say(f"mIoU: pretrained fused features {metrics['mIoU']:.3f} | raw bands + indices {raw['mIoU']:.3f}")
+    say(
+        f"mIoU: pretrained fused features {metrics['mIoU']:.3f} | "
+        f"raw bands + indices {raw['mIoU']:.3f}"
+    )
     for name in ("metrics.json", "confusion.png"):
         shutil.copyfile(out / "probe" / name, out / name)
 
     say("[bold]4/4[/] mapping an unseen demo scene tile by tile")
     scene = demo_data("scene", seed=1)
     sample = discover(scene).samples[0]
-    result = map_files(out / "probe", out / "map.tif", s1=sample.s1, s2=sample.s2,
-                       checkpoint=ckpt, tile=256, overlap=32, quicklook=False)  # fmt: skip
+    result = map_files(
+        out / "probe",
+        out / "map.tif",
+        s1=sample.s1,
+        s2=sample.s2,
+        checkpoint=ckpt,
+        tile=256,
+        overlap=32,
+        quicklook=False,
+    )
     png = write_quicklook(out / "map.tif", source.scheme, sample, label=sample.label)
     summary = {
-        "map": str(out / "map.tif"), "quicklook": str(png), "metrics": str(out / "metrics.json"),
-        "confusion": str(out / "confusion.png"), "loss_curve": str(run_dir / "loss.png"),
-        "checkpoint": str(ckpt), "mIoU": metrics["mIoU"], "mIoU_raw_baseline": raw["mIoU"],
-        "tiles": result["tiles"], "seconds": round(time.perf_counter() - t0, 1),
-    }  # fmt: skip
+        "map": str(out / "map.tif"),
+        "quicklook": str(png),
+        "metrics": str(out / "metrics.json"),
+        "confusion": str(out / "confusion.png"),
+        "loss_curve": str(run_dir / "loss.png"),
+        "checkpoint": str(ckpt),
+        "mIoU": metrics["mIoU"],
+        "mIoU_raw_baseline": raw["mIoU"],
+        "tiles": result["tiles"],
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -25,12 +25,16 @@ from sarfuse.ssl.train import pretrain, resolve_source
 COLUMNS = ("method", "fusion", "n_labels", "seed", "OA", "AA", "kappa", "mIoU")
 
 
-def model_grid(fusions: list[str], methods: list[str], sensors: tuple[str, ...]) -> list[tuple[str, str]]:
+def model_grid(
+    fusions: list[str], methods: list[str], sensors: tuple[str, ...]
+) -> list[tuple[str, str]]:
     """The (fusion, method) pairs of the grid that can run on these sensors, in grid order."""
     allowed = {(f, m) for f, m in valid_combinations() if f == "early" or len(sensors) == 2}
     grid = [(f, m) for m in methods for f in fusions if (f, m) in allowed]
     if not grid:
-        raise SarfuseError(None, f"no valid fusion x method pair in {fusions} x {methods} for {sensors}")
+        raise SarfuseError(
+            None, f"no valid fusion x method pair in {fusions} x {methods} for {sensors}"
+        )
     return grid
 
 
@@ -83,11 +87,17 @@ def run_experiment(
                 split = few_label_split(label_patches, n, seed, n_eval=n_eval, num_classes=k)
                 cfg = replace(probe_config, labels=n, seed=seed, features=kind)
                 probe_dir = out / "probes" / f"{name}-{fusion}" / f"n{n}-s{seed}"
-                result = run_probe(source, probe_dir, cfg, ckpt, split=split, features=feats,
-                                   progress=False)
-                row = {"method": name, "fusion": fusion, "n_labels": n, "seed": seed,
-                       **{m: result[m] for m in ("OA", "AA", "kappa", "mIoU")},
-                       **{f"IoU_{c}": v["iou"] for c, v in result["per_class"].items()}}  # fmt: skip
+                result = run_probe(
+                    source, probe_dir, cfg, ckpt, split=split, features=feats, progress=False
+                )
+                row = {
+                    "method": name,
+                    "fusion": fusion,
+                    "n_labels": n,
+                    "seed": seed,
+                    **{m: result[m] for m in ("OA", "AA", "kappa", "mIoU")},
+                    **{f"IoU_{c}": v["iou"] for c, v in result["per_class"].items()},
+                }
                 rows.append(row)
                 say(f"{name:>8} {fusion:>12} N={n:<5} seed={seed}  mIoU={row['mIoU']:.3f}")
         write_results(rows, out)
@@ -118,12 +128,21 @@ def write_results(rows: list[dict], out: Path) -> None:
     atomic_write_csv(out / "summary.csv", table, list(table[0]))
     lines = ["| method | fusion | N | OA | AA | kappa | mIoU |", "|---|---|---|---|---|---|---|"]
     for t in table:
-        cells = " | ".join(f"{t[m + '_mean']:.3f} ± {t[m + '_std']:.3f}" for m in ("OA", "AA", "kappa", "mIoU"))
+        cells = " | ".join(
+            f"{t[m + '_mean']:.3f} ± {t[m + '_std']:.3f}" for m in ("OA", "AA", "kappa", "mIoU")
+        )
         lines.append(f"| {t['method']} | {t['fusion']} | {t['n_labels']} | {cells} |")
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     atomic_write_text(out / "results.json", json.dumps(rows, indent=2))
     plot_miou_vs_labels(
-        [{"method": r["method"], "fusion": r["fusion"], "n_labels": r["n_labels"], "miou": r["mIoU"]}
-         for r in rows],
+        [
+            {
+                "method": r["method"],
+                "fusion": r["fusion"],
+                "n_labels": r["n_labels"],
+                "miou": r["mIoU"],
+            }
+            for r in rows
+        ],
         out / "miou_vs_labels.png",
-    )  # fmt: skip
+    )

@@ -159,7 +159,7 @@ def test_interrupted_run_leaves_no_map_and_resumes(tmp_path):
         )
     assert sorted(p.name for p in out.parent.iterdir()) == ["map.tif.partial"]  # no half map
     kept = sorted(p.name for p in (out.parent / "map.tif.partial").glob("band_*"))
-    assert kept == ["band_0000000_0000024.npz", "band_0000024_0000038.npz"]
+    assert kept == ["band_0000000_0000019.npz", "band_0000019_0000038.npz"]
     calls["n"] = 0
     summary = map_scene(
         lambda i: flaky(i, None),
@@ -172,7 +172,7 @@ def test_interrupted_run_leaves_no_map_and_resumes(tmp_path):
         progress=False,
         probabilities_path=prob,
     )
-    # rows 0..37 were finished (tile rows start at 0, 24, 38); tile rows 24 and 38 reach past 38
+    # rows 0..37 were finished (tile rows start at 0, 19, 38); tile rows 19 and 38 reach past 38
     assert summary["resumed_at_row"] == 38 and calls["n"] == 8
     np.testing.assert_array_equal(_read(out), _read(reference))
     np.testing.assert_array_equal(_read(prob), _read(tmp_path / "ref_p.tif"))
@@ -189,7 +189,7 @@ def test_sidecar_of_another_job_is_discarded(tmp_path):
 
     with pytest.raises(RuntimeError):
         map_scene(crash, read, INFO, out, K, tile=32, overlap=8, progress=False)
-    (out.parent / "map.tif.partial" / "band_0000000_0000024.npz").write_bytes(b"junk")
+    (out.parent / "map.tif.partial" / "band_0000000_0000019.npz").write_bytes(b"junk")
     summary = map_scene(predict, read, INFO, out, K, tile=16, overlap=4, progress=False)
     assert summary["resumed_at_row"] == 0 and out.exists()
 

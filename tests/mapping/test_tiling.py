@@ -38,8 +38,18 @@ def test_windows_cover_every_pixel_and_stay_inside(height, width, tile, overlap)
 
 def test_known_starts():
     assert tile_starts(80, 32, 8) == [0, 24, 48]
-    assert tile_starts(81, 32, 8) == [0, 24, 48, 49]
+    assert tile_starts(81, 32, 8) == [0, 16, 33, 49]  # spread evenly, not [0, 24, 48, 49]
     assert tile_starts(20, 32, 8) == [0]
+    assert tile_starts(33, 32, 8) == [0, 1]
+
+
+@pytest.mark.parametrize("size", [33, 55, 56, 57, 100, 1000, 8192])
+@pytest.mark.parametrize(("tile", "overlap"), [(32, 8), (512, 64), (16, 0)])
+def test_starts_overlap_at_least_overlap_and_end_at_the_edge(size, tile, overlap):
+    starts = tile_starts(size, tile, overlap)
+    gaps = np.diff(starts)
+    assert starts[0] == 0 and starts[-1] == max(size - tile, 0)
+    assert (gaps >= 1).all() and (tile - gaps >= overlap).all()
     assert tile_windows(10, 7, 32, 8) == [(0, 0, 10, 7)]
 
 

@@ -125,18 +125,31 @@ class PatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.patches)
 
+    def grid(self, sample_index: int) -> RasterInfo:
+        """The georeferenced grid of a sample's scene (the first partner's)."""
+        return self._grids[sample_index]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | tuple[int, int]]:
         i, window = self.patches[index]
-        sample, targets = self.source.samples[i], self._targets[i]
-        size = self.patch_size
-        valid = _pad(np.ones((int(window.height), int(window.width)), bool), size, False)
+        return self.read_window(i, window, pad=True)
+
+    def read_window(
+        self, sample_index: int, window: Window, pad: bool = False
+    ) -> dict[str, torch.Tensor | str | tuple[int, int]]:
+        """The item of any ``window`` of a sample's scene; ``pad`` pads it to the patch size.
+
+        Used by ``__getitem__`` for the patch grid and by whole-scene mapping for its tiles.
+        """
+        sample, targets = self.source.samples[sample_index], self._targets[sample_index]
+        shape = (self.patch_size,) * 2 if pad else (int(window.height), int(window.width))
+        valid = _pad(np.ones((int(window.height), int(window.width)), bool), shape, False)
         raw: dict[str, np.ndarray] = {}
         if "s1" in self._read_sensors:
-            data, ok = read_s1(sample.s1, window, self.s1_units, targets["s1"])
-            raw["s1"], valid = _pad(data, size, 0.0), valid & _pad(ok, size, False)
+            data, ok = read_s1(sample.s1, window, self.s1_units, targets["s1"])  # type: ignore[arg-type]
+            raw["s1"], valid = _pad(data, shape, 0.0), valid & _pad(ok, shape, False)
         if "s2" in self._read_sensors:
-            data, ok = read_s2(sample.s2, self._s2_read, window, targets["s2"])
-            raw["s2"], valid = _pad(data, size, 0.0), valid & _pad(ok, size, False)
+            data, ok = read_s2(sample.s2, self._s2_read, window, targets["s2"])  # type: ignore[arg-type]
+            raw["s2"], valid = _pad(data, shape, 0.0), valid & _pad(ok, shape, False)
         for data in raw.values():
             data[:, ~valid] = 0.0
         item: dict[str, torch.Tensor | str | tuple[int, int]] = {}
@@ -148,8 +161,8 @@ class PatchDataset(Dataset):
             item["s2"] = _masked(self.normaliser.apply_s2(s2, self.s2_bands), valid)
         item["valid"] = torch.from_numpy(valid)
         if self.source.has_labels and self.source.scheme is not None:
-            label = read_label(sample.label, self.source.scheme, window, targets["label"])
-            label = _pad(label, size, IGNORE_INDEX)
+            label = read_label(sample.label, self.source.scheme, window, targets["label"])  # type: ignore[arg-type]
+            label = _pad(label, shape, IGNORE_INDEX)
             label[~valid] = IGNORE_INDEX
             item["label"] = torch.from_numpy(label)
         if self.indices:
@@ -167,9 +180,8 @@ class PatchDataset(Dataset):
         self, sample: Sample, raw: dict[str, np.ndarray], valid: np.ndarray, window: Window
     ) -> np.ndarray:
         """Superpixels of the patch (P, P), or (S, P, P) for a list of parameter sets."""
-        size = self.patch_size
         key = sp.cache_key(
-            [sample.s1, sample.s2], (int(window.row_off), int(window.col_off), size, size)
+            [sample.s1, sample.s2], (int(window.row_off), int(window.col_off), *valid.shape)
         )
         params = self.superpixels
         scales = [params] if isinstance(params, sp.SuperpixelParams) else list(params or [])
@@ -180,12 +192,12 @@ class PatchDataset(Dataset):
         return segments[0] if isinstance(params, sp.SuperpixelParams) else np.stack(segments)
 
 
-def _pad(array: np.ndarray, size: int, fill: float | bool | int) -> np.ndarray:
-    """Pad the last two axes of ``array`` at the bottom/right to ``size`` with ``fill``."""
+def _pad(array: np.ndarray, shape: tuple[int, int], fill: float | bool | int) -> np.ndarray:
+    """Pad the last two axes of ``array`` at the bottom/right to ``shape`` with ``fill``."""
     height, width = array.shape[-2:]
-    if (height, width) == (size, size):
+    if (height, width) == shape:
         return array
-    out = np.full((*array.shape[:-2], size, size), fill, dtype=array.dtype)
+    out = np.full((*array.shape[:-2], *shape), fill, dtype=array.dtype)
     out[..., :height, :width] = array
     return out
 

@@ -168,7 +168,13 @@ class Parcels:
         return np.broadcast_to(band, parcel.shape), parcel
 
 
-def _parcels(rng: np.random.Generator, size: int, agri: Field, elev: Field, cuts: dict) -> Parcels:
+def _parcels(
+    rng: np.random.Generator, size: int, agri: Field, elev: Field, cuts: dict[str, float]
+) -> Parcels:
+    """Column bands 24-72 px wide, each cut into parcels 20-64 px high.
+
+    A parcel is farmed when, at its centre, the agriculture field is high and the land is low.
+    """
     widths = rng.integers(24, 72, size // 24 + 2)
     col_edges = np.concatenate([[0], np.cumsum(widths)])
     bands = int(np.searchsorted(col_edges, size)) + 1
@@ -208,7 +214,7 @@ class Scene:
     def field_rows(
         self, name: str, rows: np.ndarray, shift: tuple[int, int] = (0, 0)
     ) -> np.ndarray:
-        """Field ``name`` on ``rows`` x all columns, sampled ``shift`` (rows, cols) up-left.
+        """Field ``name`` on ``rows`` x all columns, moved down-right by ``shift`` (rows, cols).
 
         The column interpolation is shared by every strip of the scene, so it is cached.
         """
@@ -242,7 +248,7 @@ def make_scene(size: int, seed: int) -> Scene:
 
 
 def classify(
-    f: dict[str, np.ndarray], farmed: np.ndarray, crop: np.ndarray, cuts: dict
+    f: dict[str, np.ndarray], farmed: np.ndarray, crop: np.ndarray, cuts: dict[str, float]
 ) -> np.ndarray:
     """Class indices 0..9 (h, w) uint8 from field values (h, w); later rules override earlier."""
     elev, moist, river = f["elevation"], f["moisture"], np.abs(f["river"])
@@ -280,7 +286,7 @@ def _row_noise(seed: int, rows: range, width: int) -> Iterator[tuple[np.ndarray,
         )
 
 
-def _cloud_alpha(cloud: np.ndarray, cuts: dict) -> np.ndarray:
+def _cloud_alpha(cloud: np.ndarray, cuts: dict[str, float]) -> np.ndarray:
     """Soft cloud opacity: 0 below the cloud quantile, 1 in the core, smoothstep in between."""
     a = np.clip((cloud - cuts["cloud"]) / (cuts["cloud_core"] - cuts["cloud"]), 0.0, 1.0)
     return a * a * (3 - 2 * a)
@@ -328,6 +334,23 @@ def render(scene: Scene, row0: int, row1: int, clouds: bool = True) -> Strip:
     )
 
 
+class Stats:
+    """Class pixel counts and mean cloud cover, accumulated strip by strip for ``synth.json``."""
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(len(SPECTRA) + 1, np.int64)
+        self.cloud = 0.0
+
+    def add(self, strip: Strip) -> None:
+        self.counts += np.bincount(strip.label.ravel(), minlength=len(self.counts))
+        self.cloud += float(strip.cloud.sum())
+
+    def summary(self) -> dict:
+        total = int(self.counts.sum())
+        fractions = {c.name: round(self.counts[c.value] / total, 4) for c in DFC2020.classes}
+        return {"class_fractions": fractions, "cloud_fraction": round(self.cloud / total, 4)}
+
+
 def _strips(scene: Scene, height: int, clouds: bool) -> Iterator[tuple[int, Strip]]:
     for row in range(0, scene.size, height):
         yield row, render(scene, row, min(row + height, scene.size), clouds)
@@ -349,7 +372,7 @@ def _write_patches(scene: Scene, info: RasterInfo, out: Path, patch: int, clouds
     return stats
 
 
-def _write_scene(scene: Scene, info: RasterInfo, out: Path, patch: int, clouds: bool) -> Stats:
+def _write_scene(scene: Scene, info: RasterInfo, out: Path, clouds: bool) -> Stats:
     """One scene (``scene_s1.tif``, ``scene_s2.tif``, ``scene_label.tif``) written by strips."""
     stats = Stats()
     counts = {"s1": len(S1_BANDS), "s2": len(S2_BANDS), "dfc": 1}
@@ -390,23 +413,6 @@ def _profile(sensor: str, seed: int) -> dict:
     return {"colormap": colours, "tags": {**tags, "scheme": "dfc2020"}}
 
 
-class Stats:
-    """Class pixel counts and mean cloud cover, accumulated strip by strip for ``synth.json``."""
-
-    def __init__(self) -> None:
-        self.counts = np.zeros(len(SPECTRA) + 1, np.int64)
-        self.cloud = 0.0
-
-    def add(self, strip: Strip) -> None:
-        self.counts += np.bincount(strip.label.ravel(), minlength=len(self.counts))
-        self.cloud += float(strip.cloud.sum())
-
-    def summary(self) -> dict:
-        total = int(self.counts.sum())
-        fractions = {c.name: round(self.counts[c.value] / total, 4) for c in DFC2020.classes}
-        return {"class_fractions": fractions, "cloud_fraction": round(self.cloud / total, 4)}
-
-
 def generate(
     out: str | Path,
     size: int = 1024,
@@ -428,8 +434,10 @@ def generate(
     transform = Affine(PIXEL, 0.0, ORIGIN[0], 0.0, -PIXEL, ORIGIN[1])
     info = RasterInfo(CRS.from_epsg(CRS_EPSG), transform, size, size)
     out.mkdir(parents=True, exist_ok=True)
-    writer = _write_patches if layout == "dfc2020" else _write_scene
-    stats = writer(scene, info, out, patch, clouds)
+    if layout == "dfc2020":
+        stats = _write_patches(scene, info, out, patch, clouds)
+    else:
+        stats = _write_scene(scene, info, out, clouds)
     meta = {
         "generator": "sarfuse.data.synth", "sarfuse_version": __version__,
         "size": size, "seed": seed, "layout": layout,

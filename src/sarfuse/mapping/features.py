@@ -56,7 +56,9 @@ def feature_setup(
         if checkpoint is not None:
             contract = load_pretrained(checkpoint).contract
         else:
-            contract = make_contract(source.sensors, S1_BANDS, RAW_S2_BANDS, None, [], 256, "none", "raw")
+            contract = make_contract(
+                source.sensors, S1_BANDS, RAW_S2_BANDS, None, [], 256, "none", "raw"
+            )
         contract = {**contract, "s2_bands": _raw_s2_bands(source) if "s2" in source.sensors else []}
         return FeatureMaker("raw", None, device), contract
     if checkpoint is None:

@@ -1,25 +1,27 @@
-"""Map a whole scene to a GeoTIFF, tile by tile, with memory flat in the scene's height.
+"""Map a whole scene to a GeoTIFF, tile by tile, with memory flat in the scene's size.
 
-Tiles (:mod:`sarfuse.mapping.tiling`) are predicted one tile row at a time. Their probabilities
-are blended with smooth weights into a band of accumulated sums over full scene width; as soon
-as no later tile row can touch a band of scene rows, it is normalised, turned into classes
-(argmax; invalid pixels -> ``nodata``) and written to the output window, then dropped. So the
-memory held is about one tile row of probabilities, whatever the scene height.
+Tiles (:mod:`sarfuse.mapping.tiling`) are predicted row by row, left to right, and their
+probabilities blended with smooth weights. Scene rows above the next tile row's start and
+columns left of the next tile's start are then final: each such segment is normalised, turned
+into classes (argmax; invalid pixels -> ``nodata``) and written to its window at once. Only two
+things are held: the current tile (plus its overlap to the right) and a full-width strip of the
+rows the next tile row overlaps, so memory grows with ``overlap x width``, not with the scene.
 
 Resume: with ``resume=True`` every finished band of rows is also kept in ``<out>.partial/``
-(``job.json`` plus one ``.npz`` per band, each written atomically). An interrupted run leaves
-no file under the final name (the GeoTIFF is written to a temporary name and renamed on
-success); the next run replays the kept bands and predicts only the tile rows that reach past
-them. The sidecar is removed when the map is complete.
+(``job.json`` plus one ``.npz`` per band, each renamed into place when complete). An
+interrupted run leaves no file under the final name (the GeoTIFF is written to a temporary
+name and renamed on success); the next run replays the kept bands and predicts only the tile
+rows that reach past them. The sidecar is removed when the map is complete.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,130 +34,47 @@ from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path, atomic_write_text
 from sarfuse.mapping.tiling import Window, normalise, tile_windows, window_weights
 
-_CHUNK = 1024  # columns finished at a time
 ReadFn = Callable[[Window], dict[str, np.ndarray]]  # (row, col, h, w) -> inputs incl. "valid"
 PredictFn = Callable[[dict[str, np.ndarray]], np.ndarray]  # inputs -> (K, h, w) probabilities
+Emit = Callable[[int, np.ndarray, np.ndarray | None], None]  # (col, classes, probabilities)
 
 
-class _RowBand:
-    """Weighted probability sums over scene rows ``[top, top + rows)`` and the full width.
+@dataclass
+class _Acc:
+    """Blending sums over a region: ``total`` (K, h, w), ``weight`` and ``valid`` (h, w)."""
 
-    Tile row ``i`` starts where band ``i - 1`` ended, so ``rows`` = tile height is always enough.
-    """
+    total: np.ndarray
+    weight: np.ndarray
+    valid: np.ndarray
 
-    def __init__(self, num_classes: int, rows: int, width: int, top: int) -> None:
-        self.top = top
-        self.acc = np.zeros((num_classes, rows, width), dtype=np.float32)  # (K, rows, W)
-        self.weight = np.zeros((rows, width), dtype=np.float32)  # (rows, W)
-        self.valid = np.zeros((rows, width), dtype=bool)  # (rows, W)
-
-    def add(self, window: Window, proba: np.ndarray, weight: np.ndarray, valid: np.ndarray) -> None:
-        r, c, h, w = window
-        rows = slice(r - self.top, r - self.top + h)
-        self.acc[:, rows, c : c + w] += proba * weight
-        self.weight[rows, c : c + w] += weight
-        self.valid[rows, c : c + w] |= valid
-
-    def finished(self, n: int, cols: slice) -> tuple[np.ndarray, np.ndarray]:
-        """Blended ``(K, n, w)`` probabilities and ``(n, w)`` validity of the top ``n`` rows."""
-        return normalise(self.acc[:, :n, cols], self.weight[:n, cols]), self.valid[:n, cols]
-
-    def drop(self, n: int) -> None:
-        """Forget the top ``n`` rows; the rest move up, fresh zero rows come in below."""
-        for a in (self.acc[:, :], self.weight[None], self.valid[None]):
-            a[:, :-n] = a[:, n:].copy()
-            a[:, -n:] = 0
-        self.top += n
-
-
-class _Sidecar:
-    """``<out>.partial/``: the finished bands of an interrupted map and what job they belong to."""
-
-    def __init__(self, directory: Path, job: dict[str, Any]) -> None:
-        self.dir = directory
-        job_file = self.dir / "job.json"
-        if self.dir.exists() and (
-            not job_file.is_file() or json.loads(job_file.read_text()) != job
-        ):
-            shutil.rmtree(self.dir)  # left by another job: start over
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(job_file, json.dumps(job))
-
-    def bands(self) -> list[tuple[int, int, Path]]:
-        """Kept bands ``(start, end, file)`` that continue each other from row 0."""
-        found = sorted(
-            (int(p.stem.split("_")[1]), int(p.stem.split("_")[2]), p)
-            for p in self.dir.glob("band_*_*.npz")
+    @classmethod
+    def zeros(cls, k: int, h: int, w: int) -> _Acc:
+        return cls(
+            np.zeros((k, h, w), np.float32), np.zeros((h, w), np.float32), np.zeros((h, w), bool)
         )
-        chain, done = [], 0
-        for start, end, path in found:
-            if start != done:
-                break
-            chain.append((start, end, path))
-            done = end
-        return chain
 
-    def keep(self, start: int, classes: np.ndarray, proba: np.ndarray | None) -> None:
-        buf = io.BytesIO()
-        np.savez(buf, classes=classes, **({} if proba is None else {"proba": proba}))
-        with atomic_path(self.dir / f"band_{start:07d}_{start + len(classes):07d}.npz") as tmp:
-            tmp.write_bytes(buf.getvalue())
+    def part(self, rows: slice, cols: slice) -> _Acc:
+        """A view on a sub-region (writes go through to this accumulator)."""
+        return _Acc(self.total[:, rows, cols], self.weight[rows, cols], self.valid[rows, cols])
 
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def add(self, other: _Acc) -> None:
+        self.total += other.total
+        self.weight += other.weight
+        self.valid |= other.valid
 
+    def shift_left(self, n: int) -> None:
+        """Drop the first ``n`` columns; the rest move left, zero columns come in on the right."""
+        for a in (self.total, self.weight[None], self.valid[None]):
+            a[..., : a.shape[-1] - n] = a[..., n:].copy()
+            a[..., a.shape[-1] - n :] = 0
 
-class _Outputs:
-    """The class GeoTIFF and the optional probability GeoTIFF being written; class pixel counts."""
-
-    def __init__(
-        self,
-        stack: ExitStack,
-        info: RasterInfo,
-        path: Path,
-        proba_path: str | Path | None,
-        names: list[str],
-        nodata: int,
-        colormap: Mapping[int, Sequence[int]] | None,
-    ) -> None:
-        self.width = info.width
-        self.counts = np.zeros(256, dtype=np.int64)
-        tags = {"class_names": json.dumps(names), "nodata_meaning": "no valid input"}
-        cmap = None if colormap is None else {nodata: (0, 0, 0, 0), **dict(colormap)}
-        self.classes = stack.enter_context(
-            open_writer(path, info, 1, "uint8", nodata=nodata, colormap=cmap, tags=tags)
-        )
-        self.proba = None
-        if proba_path is not None:
-            bands = [f"p_{n}" for n in names]
-            self.proba = stack.enter_context(open_writer(
-                proba_path, info, len(names), "float32", nodata=float("nan"), tags=tags,
-                band_names=bands,
-            ))  # fmt: skip
-
-    def write(self, top: int, classes: np.ndarray, proba: np.ndarray | None) -> None:
-        """Write ``(n, W)`` classes (and ``(K, n, W)`` probabilities) at scene row ``top``."""
-        window = RioWindow(0, top, self.width, len(classes))
-        self.classes.write(classes, 1, window=window)
-        if self.proba is not None:
-            self.proba.write(proba, window=window)
-        self.counts += np.bincount(classes.ravel(), minlength=256)
-
-
-def _job(
-    info: RasterInfo, num_classes: int, tile: int, overlap: int, nodata: int, probabilities: bool
-) -> dict[str, Any]:
-    return {
-        "height": info.height,
-        "width": info.width,
-        "crs": str(info.crs),
-        "transform": list(info.transform)[:6],
-        "num_classes": num_classes,
-        "tile": tile,
-        "overlap": overlap,
-        "nodata": nodata,
-        "probabilities": probabilities,
-    }
+    def finish(self, nodata: int, with_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Classes ``(h, w)`` uint8 (``nodata`` where invalid) and probabilities ``(K, h, w)``."""
+        proba = normalise(self.total, self.weight)
+        classes = np.where(self.valid, proba.argmax(0), nodata).astype(np.uint8)
+        return classes, np.where(self.valid, proba, np.nan).astype(
+            np.float32
+        ) if with_proba else None
 
 
 def _predict_tile(
@@ -173,23 +92,137 @@ def _predict_tile(
     return np.where(valid & np.isfinite(proba), proba, 0.0), valid
 
 
-def _finish(
-    band: _RowBand, n: int, nodata: int, with_proba: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Classes ``(n, W)`` uint8 (and probabilities ``(K, n, W)``) of the band's top ``n`` rows.
+def _blend_tile_row(
+    tiles: list[Window],
+    carry: _Acc,
+    n: int,
+    predict: Callable[[Window], _Acc],
+    emit: Callable[[int, _Acc], None] | None,
+    width: int,
+) -> _Acc:
+    """Blend one tile row; returns the strip carried into the next tile row.
 
-    Done in column chunks so that no full-width float copy of the band is made.
+    ``carry`` (K, c, W) holds earlier tile rows' sums for the first ``c`` rows of this one;
+    ``n`` rows (up to the next tile row's start) become final: ``emit(col, segment)`` gets
+    them segment by segment as the tiles move right. The other ``h - n`` rows are returned.
     """
-    k, _, width = band.acc.shape
-    classes = np.empty((n, width), dtype=np.uint8)
-    kept = np.empty((k, n, width), dtype=np.float32) if with_proba else None
-    for c in range(0, width, _CHUNK):
-        cols = slice(c, c + _CHUNK)
-        proba, valid = band.finished(n, cols)
-        classes[:, cols] = np.where(valid, proba.argmax(0), nodata)
-        if kept is not None:
-            kept[:, :, cols] = np.where(valid, proba, np.nan)
-    return classes, kept
+    k, c = carry.total.shape[:2]
+    h, w = tiles[0][2:]
+    local = _Acc.zeros(k, h, w)  # scene columns [left, left + w) of this tile row
+    strip = _Acc.zeros(k, h - n, width)
+
+    def release(a: int, b: int) -> None:  # scene columns [a, b) are done with this tile row
+        segment = local.part(slice(None), slice(0, b - a))
+        segment.part(slice(0, c), slice(None)).add(carry.part(slice(None), slice(a, b)))
+        if emit is not None:
+            emit(a, segment.part(slice(0, n), slice(None)))
+        strip.part(slice(None), slice(a, b)).add(segment.part(slice(n, h), slice(None)))
+
+    left = 0
+    for window in tiles:
+        col = window[1]
+        if col > left:
+            release(left, col)
+            local.shift_left(col - left)
+            left = col
+        local.add(predict(window))
+    release(left, width)
+    return strip
+
+
+class _Outputs:
+    """The class GeoTIFF and the optional probability GeoTIFF being written; class pixel counts."""
+
+    def __init__(
+        self,
+        stack: ExitStack,
+        info: RasterInfo,
+        path: Path,
+        proba_path: str | Path | None,
+        names: list[str],
+        nodata: int,
+        colormap: Mapping[int, Sequence[int]] | None,
+    ) -> None:
+        self.counts = np.zeros(256, dtype=np.int64)
+        tags = {"class_names": json.dumps(names), "nodata_meaning": "no valid input"}
+        cmap = None if colormap is None else {nodata: (0, 0, 0, 0), **dict(colormap)}
+        self.classes = stack.enter_context(
+            open_writer(path, info, 1, "uint8", nodata=nodata, colormap=cmap, tags=tags)
+        )
+        self.proba = None
+        if proba_path is not None:
+            bands = [f"p_{n}" for n in names]
+            self.proba = stack.enter_context(open_writer(
+                proba_path, info, len(names), "float32", nodata=float("nan"), tags=tags,
+                band_names=bands,
+            ))  # fmt: skip
+
+    def write(self, row: int, col: int, classes: np.ndarray, proba: np.ndarray | None) -> None:
+        """Write ``(h, w)`` classes (and ``(K, h, w)`` probabilities) at ``(row, col)``."""
+        window = RioWindow(col, row, classes.shape[1], classes.shape[0])
+        self.classes.write(classes, 1, window=window)
+        if self.proba is not None:
+            self.proba.write(proba, window=window)
+        self.counts += np.bincount(classes.ravel(), minlength=256)
+
+
+class _Sidecar:
+    """``<out>.partial/``: the finished bands of an interrupted map and what job they belong to.
+
+    A band is a zip of ``.npy`` segments (``<col>_classes``, ``<col>_proba``), as ``np.savez``.
+    """
+
+    def __init__(self, directory: Path, job: dict[str, Any]) -> None:
+        self.dir = directory
+        job_file = self.dir / "job.json"
+        if self.dir.exists() and (
+            not job_file.is_file() or json.loads(job_file.read_text()) != job
+        ):
+            shutil.rmtree(self.dir)  # left by another job: start over
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(job_file, json.dumps(job))
+
+    def replay(self, out: _Outputs) -> int:
+        """Write the kept bands that continue each other from row 0; returns the rows done."""
+        done = 0
+        for path in sorted(self.dir.glob("band_*_*.npz")):
+            start, end = (int(x) for x in path.stem.split("_")[1:])
+            if start != done:
+                break
+            with np.load(path) as band:
+                for key in sorted(k for k in band.files if k.endswith("_classes")):
+                    col = int(key.split("_")[0])
+                    proba = band[f"{col:07d}_proba"] if out.proba is not None else None
+                    out.write(start, col, band[key], proba)
+            done = end
+        return done
+
+    @contextmanager
+    def band(self, start: int, end: int) -> Iterator[Emit]:
+        """Collect one band's segments; the band file appears only once it is complete."""
+        with atomic_path(self.dir / f"band_{start:07d}_{end:07d}.npz") as tmp:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+
+                def put(col: int, classes: np.ndarray, proba: np.ndarray | None) -> None:
+                    for name, array in (("classes", classes), ("proba", proba)):
+                        if array is not None:
+                            with zf.open(f"{col:07d}_{name}.npy", "w", force_zip64=True) as f:
+                                np.lib.format.write_array(f, array)
+
+                yield put
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _job(
+    info: RasterInfo, num_classes: int, tile: int, overlap: int, nodata: int, probabilities: bool
+) -> dict[str, Any]:
+    return {
+        "height": info.height, "width": info.width, "crs": str(info.crs),
+        "transform": list(info.transform)[:6], "num_classes": num_classes, "tile": tile,
+        "overlap": overlap, "nodata": nodata, "probabilities": probabilities,
+    }  # fmt: skip
 
 
 def map_scene(
@@ -228,39 +261,43 @@ def map_scene(
         tile_rows.setdefault(window[0], []).append(window)
     starts = list(tile_rows)
     ends = starts[1:] + [info.height]  # rows above the next tile row's start are then final
+    th = windows[0][2]  # tile height, the same for every tile
     partial = out_path.with_name(out_path.name + ".partial")
-    job = _job(info, num_classes, tile, overlap, nodata, probabilities_path is not None)
     if not resume:
         shutil.rmtree(partial, ignore_errors=True)
+    job = _job(info, num_classes, tile, overlap, nodata, probabilities_path is not None)
     sidecar = _Sidecar(partial, job) if resume else None
-    th = windows[0][2]  # tile height, the same for every tile
 
     with ExitStack() as stack:
         out = _Outputs(stack, info, out_path, probabilities_path, names, nodata, colormap)
-        done = 0
-        for start, end, path in sidecar.bands() if sidecar else []:
-            with np.load(path) as kept:
-                out.write(start, kept["classes"], kept["proba"] if out.proba is not None else None)
-            done = end
+        done = sidecar.replay(out) if sidecar else 0
         todo = [i for i, s in enumerate(starts) if s + th > done]
         skipped = sum(len(tile_rows[s]) for s in starts[: todo[0] if todo else len(starts)])
         bar = stack.enter_context(
             tqdm(total=len(windows), initial=skipped, disable=not progress, desc="map",
                  unit="tile", leave=False)
         )  # fmt: skip
-        band = _RowBand(num_classes, th, info.width, top=starts[todo[0]] if todo else 0)
+
+        def predict(window: Window) -> _Acc:
+            proba, valid = _predict_tile(predict_fn, read_fn, window, num_classes)
+            weight = window_weights(window, *info.shape, overlap)
+            bar.update()
+            return _Acc(proba * weight, weight, valid)
+
+        carry = _Acc.zeros(num_classes, 0, info.width)
         for i in todo:
-            for window in tile_rows[starts[i]]:
-                proba, valid = _predict_tile(predict_fn, read_fn, window, num_classes)
-                band.add(window, proba, window_weights(window, *info.shape, overlap), valid)
-                bar.update()
-            top, n = band.top, ends[i] - band.top
-            if ends[i] > done:  # else recomputed only to complete rows after ``done``
-                classes, kept = _finish(band, n, nodata, out.proba is not None)
-                out.write(top, classes, kept)
-                if sidecar:
-                    sidecar.keep(top, classes, kept)
-            band.drop(n)
+            row, n = starts[i], ends[i] - starts[i]
+            if ends[i] <= done:  # recomputed only to rebuild the strip carried past ``done``
+                carry = _blend_tile_row(tile_rows[row], carry, n, predict, None, info.width)
+                continue
+            with sidecar.band(row, ends[i]) if sidecar else _no_band() as keep:
+
+                def emit(col: int, segment: _Acc, row: int = row, keep: Emit = keep) -> None:
+                    classes, proba = segment.finish(nodata, out.proba is not None)
+                    out.write(row, col, classes, proba)
+                    keep(col, classes, proba)
+
+                carry = _blend_tile_row(tile_rows[row], carry, n, predict, emit, info.width)
     if sidecar:
         sidecar.remove()
     return {
@@ -271,3 +308,8 @@ def map_scene(
         "class_pixels": {n: int(out.counts[i]) for i, n in enumerate(names)},
         "invalid_pixels": int(out.counts[nodata]),
     }
+
+
+@contextmanager
+def _no_band() -> Iterator[Emit]:
+    yield lambda col, classes, proba: None

@@ -33,13 +33,16 @@ def load_mapper(probe_dir: str | Path, checkpoint: str | Path | None, device: st
     net = None
     if kind != "raw":
         if ckpt is None:
-            raise SarfuseError(probe_path, "this probe was trained on network features: pass --checkpoint")
+            raise SarfuseError(
+                probe_path, "this probe was trained on network features: pass --checkpoint"
+            )
         net = load_pretrained(ckpt)
         if not _same_contract(net.contract, meta["contract"]):
             raise SarfuseError(
-                ckpt, f"this checkpoint does not match the probe in {probe_path} (it was trained on "
-                "features of another network: other sensors, bands or normalisation)",
-            )  # fmt: skip
+                ckpt,
+                f"this checkpoint does not match the probe in {probe_path} (it was trained "
+                "on features of another network: other sensors, bands or normalisation)",
+            )
         if kind == "random":
             net = net.randomised(meta.get("seed", 0))
     return clf, meta, FeatureMaker(kind, net, device)
@@ -73,7 +76,9 @@ def map_files(
     reader = open_patches(source, contract, cfg)
     info = reader.grid(0)
     if tile % 8 or overlap >= tile // 2:
-        raise SarfuseError(None, f"--tile must be a multiple of 8 and --overlap < tile/2, got {tile}, {overlap}")
+        raise SarfuseError(
+            None, f"--tile must be a multiple of 8 and --overlap < tile/2, got {tile}, {overlap}"
+        )
 
     def read_fn(window: tuple[int, int, int, int]) -> dict:
         row, col, h, w = window
@@ -85,18 +90,30 @@ def map_files(
 
     out = Path(out)
     result = map_scene(
-        predict_fn, read_fn, info, out, len(scheme.classes), tile=tile, overlap=overlap,
-        colormap=scheme.colormap(), class_names=list(scheme.names),
+        predict_fn,
+        read_fn,
+        info,
+        out,
+        len(scheme.classes),
+        tile=tile,
+        overlap=overlap,
+        colormap=scheme.colormap(),
+        class_names=list(scheme.names),
         probabilities_path=out.with_name(out.stem + "_proba.tif") if probabilities else None,
         progress=progress,
-    )  # fmt: skip
+    )
     if quicklook:
         result["quicklook"] = str(write_quicklook(out, scheme, sample))
     return result
 
 
-def write_quicklook(map_path: Path, scheme: ClassScheme, sample: Sample, label: Path | None = None,
-                    max_side: int = 1024) -> Path:
+def write_quicklook(
+    map_path: Path,
+    scheme: ClassScheme,
+    sample: Sample,
+    label: Path | None = None,
+    max_side: int = 1024,
+) -> Path:
     """PNG next to the map: the map with a legend, beside RGB / SAR quicklooks and true labels."""
     import rasterio
     from rasterio.enums import Resampling
@@ -120,5 +137,6 @@ def write_quicklook(map_path: Path, scheme: ClassScheme, sample: Sample, label: 
         panels.append(("true labels", read_label(label, scheme)[::step, ::step]))
     png = map_path.with_suffix(".png")
     colors = [c.color for c in scheme.classes]
-    return plot_map_quicklook(classes, colors, list(scheme.names), png, "sarfuse map",
-                              extra_panels=panels)
+    return plot_map_quicklook(
+        classes, colors, list(scheme.names), png, "sarfuse map", extra_panels=panels
+    )

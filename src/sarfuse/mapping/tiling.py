@@ -2,12 +2,14 @@
 
 A tile's weight is 1 in its interior and on scene borders and rises as a raised cosine
 (``sin^2``) over ``overlap`` pixels on edges shared with a neighbour. Two neighbours that
-overlap by exactly ``overlap`` pixels get ``sin^2 + cos^2 = 1``; the last tile of a row or
-column, shifted back to stay inside the scene, may overlap more, so callers divide by the
-accumulated weight (:func:`normalise`) and the blend sums to 1 everywhere.
+overlap by exactly ``overlap`` pixels get ``sin^2 + cos^2 = 1``; tiles spread evenly to stay
+inside the scene may overlap a little more, so callers divide by the accumulated weight
+(:func:`normalise`) and the blend sums to 1 everywhere.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -17,13 +19,15 @@ Window = tuple[int, int, int, int]  # (row, col, height, width)
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets along one axis: stride ``tile - overlap``, last tile flush with the end."""
+    """Start offsets along one axis: as few tiles as overlap >= ``overlap`` allows, evenly spread.
+
+    Spreading keeps every overlap close to ``overlap`` (rather than one large last overlap),
+    which bounds what a streaming mapper must carry from one tile row to the next.
+    """
     if size <= tile:
         return [0]
-    starts = list(range(0, size - tile + 1, tile - overlap))
-    if starts[-1] != size - tile:
-        starts.append(size - tile)
-    return starts
+    n = math.ceil((size - overlap) / (tile - overlap))
+    return [round(i * (size - tile) / (n - 1)) for i in range(n)]
 
 
 def tile_windows(height: int, width: int, tile: int = 512, overlap: int = 64) -> list[Window]:

@@ -44,7 +44,9 @@ def _available_indices(names: tuple[str, ...], sensors: tuple[str, ...]) -> tupl
     """Drop indices whose sensor is absent, so S1-only and S2-only data work by default."""
     from sarfuse.data.indices import required_bands
 
-    return tuple(n for n in names if all(s in sensors for s, b in required_bands((n,)).items() if b))
+    return tuple(
+        n for n in names if all(s in sensors for s, b in required_bands((n,)).items() if b)
+    )
 
 
 def open_patches(source, contract: dict, cfg: ProbeConfig) -> PatchDataset:
@@ -107,26 +109,42 @@ def run_probe(
     save_split(out / "split.json", split)
     torch.manual_seed(cfg.seed)
     options = (
-        {"epochs": cfg.epochs, "lr": cfg.lr, "momentum": cfg.momentum, "batch_size": cfg.probe_batch,
-         "device": cfg.device, "max_pixels": cfg.max_pixels, "seed": cfg.seed}
+        {
+            "epochs": cfg.epochs,
+            "lr": cfg.lr,
+            "momentum": cfg.momentum,
+            "batch_size": cfg.probe_batch,
+            "device": cfg.device,
+            "max_pixels": cfg.max_pixels,
+            "seed": cfg.seed,
+        }
         if cfg.classifier == "linear"
         else {"max_pixels": cfg.max_pixels, "seed": cfg.seed}
-    )  # fmt: skip
+    )
     clf, history = train_classifier(
         cfg.classifier, lambda: features.batches(split.train), None, k, **options
     )
     cm = evaluate(clf, features, split.eval, k)
     result = scores(cm, [c.name for c in scheme.classes])
     result.update(
-        features=cfg.features, classifier=cfg.classifier, labelled_patches=len(split.train),
-        eval_patches=len(split.eval), patch_size=cfg.patch_size, seed=cfg.seed,
-        indices=list(patches.indices), checkpoint=None if checkpoint is None else str(checkpoint),
-    )  # fmt: skip
+        features=cfg.features,
+        classifier=cfg.classifier,
+        labelled_patches=len(split.train),
+        eval_patches=len(split.eval),
+        patch_size=cfg.patch_size,
+        seed=cfg.seed,
+        indices=list(patches.indices),
+        checkpoint=None if checkpoint is None else str(checkpoint),
+    )
     meta = {
-        "features": cfg.features, "indices": list(patches.indices), "contract": contract,
+        "features": cfg.features,
+        "indices": list(patches.indices),
+        "contract": contract,
         "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
-        "scheme": scheme.to_json(), "seed": cfg.seed, "probe_loss": history,
-    }  # fmt: skip
+        "scheme": scheme.to_json(),
+        "seed": cfg.seed,
+        "probe_loss": history,
+    }
     save_classifier(out / "probe.pt", clf, meta)
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
     atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2))

@@ -29,7 +29,7 @@ class AtomicCheckpoint(L.Callback):
         self._last_saved = trainer.global_step
         if trainer.is_global_zero:
             with atomic_path(self.path) as tmp:
-                trainer.save_checkpoint(tmp)
+                trainer.save_checkpoint(tmp, weights_only=False)
         else:
             trainer.strategy.barrier()
 
@@ -45,7 +45,7 @@ class AtomicCheckpoint(L.Callback):
 
 
 class LossLog(L.Callback):
-    """Append one CSV row per step (step, epoch, losses, throughput) to ``path``; resumes cleanly."""
+    """One CSV row per step (step, epoch, losses, throughput) in ``path``; resumes cleanly."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

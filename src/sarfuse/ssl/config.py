@@ -34,7 +34,9 @@ class PretrainConfig:
     w_superpixel: float = 1.0  # weight of the superpixel-level term
     w_image: float = 1.0  # weight of the image-level term
     ema: float = 0.0  # momentum of an EMA teacher for the second view (0 = no teacher)
-    sp_scales: tuple[float, ...] = (200.0,)  # Felzenszwalb scales; several = multi-scale superpixels
+    sp_scales: tuple[float, ...] = (
+        200.0,
+    )  # Felzenszwalb scales; several = multi-scale superpixels
     sp_sigma: float = 0.5  # Felzenszwalb sigma (paper)
     sp_min_size: int = 30  # Felzenszwalb min_size (paper)
     patch_size: int = 256  # scenes are cut into patches of this size

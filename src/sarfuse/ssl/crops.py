@@ -2,14 +2,20 @@
 
 Each item is a *context* crop of side ``crop + 2 * margin`` so that the second view can be shifted
 by up to ``margin`` pixels and still be cut from real data (see :mod:`sarfuse.ssl.views`).
+
+Crop ``n`` of a run (its global number) is a pure function of ``(seed, n)``, and step ``g`` trains
+on crops ``g * B .. g * B + B - 1`` (:class:`CropBatchSampler`); so a resumed run, in any number of
+loader workers, sees exactly the crops the uninterrupted run would have seen.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 
-import torch
-from torch.utils.data import Dataset
+import numpy as np
+import torch.distributed as dist
+from torch.utils.data import Dataset, Sampler
 
 from sarfuse.errors import SarfuseError
 
@@ -31,9 +37,9 @@ class CropDataset(Dataset):
     """Random context crops from the patches of a ``PatchDataset``; an epoch is
     ``crops_per_patch * len(patches)`` crops.
 
-    Crops whose valid fraction is below ``min_valid`` are redrawn a few times so training sees data,
-    not padding. The patch and the position come from torch's global generator (never from the
-    index), so a run resumed from a checkpoint, which restores that generator, draws the same crops.
+    Item ``n`` (any non-negative int, the crop's global number) is drawn from a generator seeded
+    with ``(seed, n)``: the same number always gives the same crop. Crops whose valid fraction is
+    below ``min_valid`` are redrawn a few times so training sees data, not padding.
     """
 
     def __init__(
@@ -43,12 +49,14 @@ class CropDataset(Dataset):
         crops_per_patch: int = 16,
         min_valid: float = 0.5,
         cache_size: int = 512,
+        seed: int = 0,
     ) -> None:
         self.patches = patches
         self.context = context
         self.crops_per_patch = crops_per_patch
         self.min_valid = min_valid
         self.cache_size = cache_size
+        self.seed = seed
         self._cache: OrderedDict[int, dict] = OrderedDict()
 
     def __len__(self) -> int:
@@ -73,13 +81,43 @@ class CropDataset(Dataset):
         return keep
 
     def __getitem__(self, index: int) -> dict:
-        patch = self._patch(int(torch.randint(len(self.patches), ())))
+        rng = np.random.default_rng([self.seed, int(index)])
+        patch = self._patch(int(rng.integers(len(self.patches))))
         h, w = patch["valid"].shape[-2:]
         c = self.context
         for _ in range(8):
-            top = int(torch.randint(0, h - c + 1, ()))
-            left = int(torch.randint(0, w - c + 1, ()))
+            top = int(rng.integers(0, h - c + 1))
+            left = int(rng.integers(0, w - c + 1))
             valid = patch["valid"][top : top + c, left : left + c]
             if valid.float().mean() >= self.min_valid:
                 break
         return {k: v[..., top : top + c, left : left + c] for k, v in patch.items()}
+
+
+class CropBatchSampler(Sampler[list[int]]):
+    """Batches of global crop numbers: step ``g`` of rank ``r`` among ``R`` gets
+    ``(g * R + r) * batch + [0, batch)``; an epoch is ``max(epoch_size // (batch * R), 1)`` steps.
+
+    Iteration continues from the step after the last one handed out (starting at ``step``, the
+    global step a resumed run restarts from), so each epoch carries on where the last one ended.
+    """
+
+    def __init__(self, epoch_size: int, batch: int, step: int = 0) -> None:
+        self.epoch_size, self.batch, self.step = epoch_size, batch, step
+
+    @staticmethod
+    def _rank() -> tuple[int, int]:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def __len__(self) -> int:
+        return max(self.epoch_size // (self.batch * self._rank()[1]), 1)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rank, world = self._rank()
+        end = (self.step // len(self) + 1) * len(self)  # the end of the epoch that holds self.step
+        while self.step < end:
+            first = (self.step * world + rank) * self.batch
+            self.step += 1
+            yield list(range(first, first + self.batch))

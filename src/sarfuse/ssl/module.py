@@ -33,7 +33,11 @@ def context_size(config: PretrainConfig) -> int:
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every global generator's state, in types ``torch.load(weights_only=True)`` accepts (Lightning
+    loads a checkpoint to resume that way): numpy's key array travels as a tensor."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -41,7 +45,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -57,9 +62,13 @@ class PretrainModule(L.LightningModule):
         cfg = self.cfg
         self.model = build_model(cfg.fusion, s1_channels, s2_channels, cfg.width, cfg.feat_dim)
         options = {
-            "temperature": cfg.temperature, "tau_plus": cfg.tau_plus, "beta": cfg.beta,
-            "w_superpixel": cfg.w_superpixel, "w_image": cfg.w_image, "ema": cfg.ema,
-        }  # fmt: skip
+            "temperature": cfg.temperature,
+            "tau_plus": cfg.tau_plus,
+            "beta": cfg.beta,
+            "w_superpixel": cfg.w_superpixel,
+            "w_image": cfg.w_image,
+            "ema": cfg.ema,
+        }
         accepted = inspect.signature(METHODS[cfg.method]).parameters
         options = {k: v for k, v in options.items() if k in accepted}
         self.method = build_method(cfg.method, model=self.model, **options)
@@ -82,7 +91,9 @@ class PretrainModule(L.LightningModule):
         self.log("px_per_s", pixels_per_s, prog_bar=True, batch_size=bsz)
         return losses["loss"]
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """Step, then update the method's state (EMA teacher) before any callback checkpoints."""
+        super().optimizer_step(*args, **kwargs)
         self.method.after_step(self.model)
 
     def configure_optimizers(self):

@@ -17,7 +17,7 @@ from sarfuse.data.layouts import DataSource, discover
 from sarfuse.errors import SarfuseError
 from sarfuse.ssl.callbacks import AtomicCheckpoint, LossLog
 from sarfuse.ssl.config import PretrainConfig
-from sarfuse.ssl.crops import CropDataset
+from sarfuse.ssl.crops import CropBatchSampler, CropDataset
 from sarfuse.ssl.methods import check_combination
 from sarfuse.ssl.module import PretrainModule, context_size
 from sarfuse.superpixels import SuperpixelParams, compute_all
@@ -45,7 +45,9 @@ def accelerator(device: str) -> str:
     return "gpu" if device == "cuda" else "cpu"
 
 
-def patch_dataset(source: DataSource, contract: dict, patch_size: int | None = None, **kw) -> PatchDataset:
+def patch_dataset(
+    source: DataSource, contract: dict, patch_size: int | None = None, **kw
+) -> PatchDataset:
     """Open ``source`` exactly as the network of ``contract`` expects its inputs."""
     return PatchDataset(
         source,
@@ -69,17 +71,30 @@ def pretrain(
     run_dir = Path(out)
     ckpt = run_dir / "last.ckpt"
     if ckpt.exists() and not resume:
-        raise SarfuseError(ckpt, "a run already exists here; pass --resume to continue it or choose another --out")
+        raise SarfuseError(
+            ckpt, "a run already exists here; pass --resume to continue it or choose another --out"
+        )
     if resume and not ckpt.exists():
         raise SarfuseError(ckpt, "nothing to resume: no checkpoint in this run folder")
+    start = _checkpoint_step(ckpt) if resume else 0
     source = resolve_source(data, classes)
     sensors = source.sensors
     check_combination(config.fusion, config.method)
-    sp = [SuperpixelParams(scale=s, sigma=config.sp_sigma, min_size=config.sp_min_size) for s in config.sp_scales]
+    sp = [
+        SuperpixelParams(scale=s, sigma=config.sp_sigma, min_size=config.sp_min_size)
+        for s in config.sp_scales
+    ]
     contract = make_contract(
-        sensors, config.s1_bands, config.s2_bands, config.stats, sp, config.patch_size,
-        config.fusion, config.method,
+        sensors,
+        config.s1_bands,
+        config.s2_bands,
+        config.stats,
+        sp,
+        config.patch_size,
+        config.fusion,
+        config.method,
     )
+    L.seed_everything(config.seed, workers=True, verbose=False)  # the network's initial weights
     module = PretrainModule(
         config.__dict__ | {"crops": list(config.crops), "sp_scales": list(config.sp_scales)},
         s1_channels=len(contract["s1_bands"]),
@@ -90,17 +105,16 @@ def pretrain(
     config.to_json(run_dir / "config.json")
 
     segments = superpixels_from_contract(contract)
-    patches = patch_dataset(source, contract, superpixels=segments if len(segments) > 1 else segments[0])
+    patches = patch_dataset(
+        source, contract, superpixels=segments if len(segments) > 1 else segments[0]
+    )
     compute_all(patches, progress=progress)
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    crops = CropDataset(patches, context_size(config), config.crops_per_patch)
+    crops = CropDataset(patches, context_size(config), config.crops_per_patch, seed=config.seed)
     loader = DataLoader(
         crops,
-        batch_size=config.batch,
-        shuffle=False,
-        drop_last=len(crops) >= config.batch,
+        batch_sampler=CropBatchSampler(len(crops), config.batch, start),
         num_workers=config.workers,
-        generator=torch.Generator().manual_seed(config.seed),
+        generator=torch.Generator(),  # worker seeds; drawing them must not touch the global RNG
         persistent_workers=config.workers > 0,
     )
     log = LossLog(run_dir / "loss.csv")
@@ -113,7 +127,11 @@ def pretrain(
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress,
-        callbacks=[AtomicCheckpoint(ckpt, config.ckpt_every), log],
+        callbacks=[
+            log,
+            AtomicCheckpoint(ckpt, config.ckpt_every),
+        ],  # a step's row before its checkpoint
+        use_distributed_sampler=False,  # CropBatchSampler splits the crops between ranks itself
         default_root_dir=run_dir,
         log_every_n_steps=1,
     )
@@ -127,6 +145,16 @@ def pretrain(
         plot_loss_curve(run_dir / "loss.csv", run_dir / "loss.png")
     first, last = _first_last_loss(run_dir / "loss.csv")
     return PretrainResult(run_dir, ckpt, trainer.global_step, first, last)
+
+
+def _checkpoint_step(path: Path) -> int:
+    """The global step ``path`` was saved at, to restart the crop sequence there."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise SarfuseError(
+            path, f"cannot resume: not a readable checkpoint ({type(exc).__name__})"
+        ) from None
 
 
 def _first_last_loss(path: Path, window: int = 10) -> tuple[float | None, float | None]:
