@@ -13,6 +13,9 @@ class SarfuseError(Exception):
         self.problem = " ".join(str(problem).split())
         super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")
 
+    def __reduce__(self):  # picklable, so errors cross process pools intact
+        return type(self), (self.path, self.problem)
+
 
 def check(condition: object, path: str | Path | None, problem: str) -> None:
     """Raise :class:`SarfuseError` when ``condition`` is false."""

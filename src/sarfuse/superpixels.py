@@ -235,9 +235,10 @@ def compute_many(
     """Run picklable zero-argument ``jobs`` (each fills the cache via :func:`patch_segments`).
 
     Runs over a process pool of ``workers`` processes (default: all cores); ``workers=1`` runs
-    in this process. Workers are forked on Linux, so they start at once with every module
-    loaded, and spawned elsewhere (jobs only need to be picklable, so any ``start_method``
-    works). Returns ``computed``, ``cached`` and ``seconds``.
+    in this process. Workers are forked on Linux, as torch's DataLoader does, so they start at
+    once with every module loaded (spawning re-imports torch in each: seconds), and spawned
+    elsewhere; jobs only need to be picklable, so any ``start_method`` works. Returns
+    ``computed``, ``cached`` and ``seconds``.
     """
     workers = min(workers or _cores(), max(len(jobs), 1))
     check(workers >= 1, None, f"workers must be >= 1, got {workers}")

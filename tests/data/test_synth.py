@@ -27,7 +27,7 @@ def big() -> synth.Strip:
 
 
 @pytest.fixture(scope="module")
-def clear(big) -> synth.Strip:
+def clear() -> synth.Strip:
     """The same scene without clouds."""
     return synth.render(synth.make_scene(1024, 0), 0, 1024, clouds=False)
 

@@ -13,19 +13,22 @@ from rasterio.crs import CRS
 from sarfuse.data.raster import RasterInfo
 from sarfuse.errors import SarfuseError
 from sarfuse.mapping.inference import map_scene
+from sarfuse.mapping.tiling import tile_windows, window_weights
 
-K, H, W = 3, 70, 90
-INFO = RasterInfo(CRS.from_epsg(32633), Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4200000.0), W, H)
+K = 3
 COLORS = {0: (0, 153, 0), 1: (0, 0, 255), 2: (200, 200, 200)}
+TILES = {"tile": 32, "overlap": 8, "progress": False}
 
 
-def _scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _scene(h: int = 70, w: int = 90, seed: int = 0):
+    """Inputs ``x`` (2, h, w), a validity mask with holes, and a UTM grid."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(2, H, W)).astype(np.float32)
-    valid = np.ones((H, W), dtype=bool)
-    valid[5:9, 60:75] = False
+    x = rng.normal(size=(2, h, w)).astype(np.float32)
+    valid = np.ones((h, w), dtype=bool)
+    valid[5:9, w // 2 : w // 2 + 12] = False
     valid[:, -1] = False
-    return x, valid
+    info = RasterInfo(CRS.from_epsg(32633), Affine(10.0, 0, 500000.0, 0, -10.0, 4.2e6), w, h)
+    return x, valid, info
 
 
 def _predict(context: bool):
@@ -57,37 +60,22 @@ def _read(path) -> np.ndarray:
         return src.read()
 
 
+# (70, 90): 3 x 4 tiles; (57, 57): three tile rows overlap the same pixels; (20, 100): one row
+@pytest.mark.parametrize("shape", [(70, 90), (57, 57), (20, 100)])
 @pytest.mark.parametrize("context", [False, True])
-def test_tiled_map_equals_one_piece_map(tmp_path, context):
-    x, valid = _scene()
+def test_tiled_map_equals_one_piece_map(tmp_path, shape, context):
+    x, valid, info = _scene(*shape)
     predict, read = _predict(context), _reader(x, valid)
-    kw = dict(class_names=["a", "b", "c"], progress=False)
-    tiled = map_scene(
-        predict,
-        read,
-        INFO,
-        tmp_path / "tiled.tif",
-        K,
-        tile=32,
-        overlap=8,
-        probabilities_path=tmp_path / "tiled_p.tif",
-        **kw,
-    )
-    map_scene(
-        predict,
-        read,
-        INFO,
-        tmp_path / "whole.tif",
-        K,
-        tile=512,
-        overlap=64,
-        probabilities_path=tmp_path / "whole_p.tif",
-        **kw,
-    )
-    assert tiled["tiles"] == 12
-    p_tiled, p_whole = _read(tmp_path / "tiled_p.tif"), _read(tmp_path / "whole_p.tif")
-    c_tiled, c_whole = _read(tmp_path / "tiled.tif")[0], _read(tmp_path / "whole.tif")[0]
+    names = {"class_names": ["a", "b", "c"]}
+    tiled = map_scene(predict, read, info, tmp_path / "t.tif", K, **TILES, **names,
+                      probabilities_path=tmp_path / "tp.tif")  # fmt: skip
+    whole = map_scene(predict, read, info, tmp_path / "w.tif", K, tile=512, progress=False,
+                      probabilities_path=tmp_path / "wp.tif", **names)  # fmt: skip
+    assert whole["tiles"] == 1 and tiled["tiles"] > 2
+    p_tiled, p_whole = _read(tmp_path / "tp.tif"), _read(tmp_path / "wp.tif")
+    c_tiled, c_whole = _read(tmp_path / "t.tif")[0], _read(tmp_path / "w.tif")[0]
     assert np.isnan(p_tiled[:, ~valid]).all()
+    np.testing.assert_allclose(p_tiled[:, valid].sum(0), 1.0, atol=1e-5)
     if not context:  # pixelwise: blending convex combinations of equal values is exact
         np.testing.assert_allclose(p_tiled[:, valid], p_whole[:, valid], atol=1e-6)
         np.testing.assert_array_equal(c_tiled, c_whole)
@@ -96,28 +84,45 @@ def test_tiled_map_equals_one_piece_map(tmp_path, context):
         top2 = np.sort(p_whole, axis=0)[-2:]
         clear = valid & (top2[1] - top2[0] > 0.1)
         np.testing.assert_array_equal(c_tiled[clear], c_whole[clear])
+    assert (c_tiled[~valid] == 255).all()
     counts = tiled["class_pixels"]
     assert sum(counts.values()) == valid.sum() and tiled["invalid_pixels"] == (~valid).sum()
 
 
+@pytest.mark.parametrize("shape", [(70, 90), (57, 57)])
+def test_streamed_blend_equals_direct_weighted_mean(tmp_path, shape):
+    """Each tile predicts its own constant; the map must hold sum(w_t p_t) / sum(w_t)."""
+    _, _, info = _scene(*shape)
+    rng = np.random.default_rng(0)
+    windows = tile_windows(info.height, info.width, TILES["tile"], TILES["overlap"])
+    per_tile = {w: rng.dirichlet(np.ones(K)).astype(np.float32) for w in windows}
+
+    def read(window):
+        return {"window": window, "valid": np.ones(window[2:], dtype=bool)}
+
+    def predict(inputs):
+        window = inputs["window"]
+        return np.broadcast_to(per_tile[window][:, None, None], (K, *window[2:]))
+
+    out = {"probabilities_path": tmp_path / "p.tif"}
+    map_scene(predict, read, info, tmp_path / "m.tif", K, **TILES, **out)
+    total, weight = np.zeros((K, *info.shape)), np.zeros(info.shape)
+    for w in windows:
+        r, c, h, wd = w
+        wt = window_weights(w, *info.shape, TILES["overlap"])
+        total[:, r : r + h, c : c + wd] += per_tile[w][:, None, None] * wt
+        weight[r : r + h, c : c + wd] += wt
+    np.testing.assert_allclose(_read(tmp_path / "p.tif"), total / weight, atol=1e-5)
+
+
 def test_geotiff_has_grid_dtype_nodata_colours_and_names(tmp_path):
-    x, valid = _scene()
+    x, valid, info = _scene()
     out = tmp_path / "map.tif"
-    map_scene(
-        _predict(False),
-        _reader(x, valid),
-        INFO,
-        out,
-        K,
-        tile=32,
-        overlap=8,
-        colormap=COLORS,
-        class_names=["forest", "water", "urban"],
-        progress=False,
-    )
+    map_scene(_predict(False), _reader(x, valid), info, out, K, **TILES, colormap=COLORS,
+              class_names=["forest", "water", "urban"])  # fmt: skip
     with rasterio.open(out) as src:
-        assert src.crs == INFO.crs and src.transform == INFO.transform
-        assert (src.width, src.height, src.count) == (W, H, 1)
+        assert src.crs == info.crs and src.transform == info.transform
+        assert (src.width, src.height, src.count) == (info.width, info.height, 1)
         assert src.dtypes[0] == "uint8" and src.nodata == 255
         classes = src.read(1)
         cmap = src.colormap(1)
@@ -125,25 +130,14 @@ def test_geotiff_has_grid_dtype_nodata_colours_and_names(tmp_path):
     assert (classes[~valid] == 255).all() and (classes[valid] < K).all()
     assert all(cmap[i][:3] == rgb for i, rgb in COLORS.items())
     assert cmap[255][3] == 0  # nodata transparent
-    assert not (tmp_path / "map.tif.partial").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif"]  # no sidecar left
 
 
 def test_interrupted_run_leaves_no_map_and_resumes(tmp_path):
-    x, valid = _scene(1)
+    x, valid, info = _scene(seed=1)
     read, predict = _reader(x, valid), _predict(True)
-    reference = tmp_path / "ref.tif"
-    map_scene(
-        predict,
-        read,
-        INFO,
-        reference,
-        K,
-        tile=32,
-        overlap=8,
-        progress=False,
-        probabilities_path=tmp_path / "ref_p.tif",
-    )
+    ref, ref_p = tmp_path / "ref.tif", tmp_path / "ref_p.tif"
+    map_scene(predict, read, info, ref, K, **TILES, probabilities_path=ref_p)
     calls = {"n": 0}
 
     def flaky(inputs, fail_at: int | None = 9):
@@ -154,33 +148,24 @@ def test_interrupted_run_leaves_no_map_and_resumes(tmp_path):
 
     out, prob = tmp_path / "run" / "map.tif", tmp_path / "run" / "p.tif"
     with pytest.raises(RuntimeError, match="killed"):
-        map_scene(
-            flaky, read, INFO, out, K, tile=32, overlap=8, progress=False, probabilities_path=prob
-        )
+        map_scene(flaky, read, info, out, K, **TILES, probabilities_path=prob)
     assert sorted(p.name for p in out.parent.iterdir()) == ["map.tif.partial"]  # no half map
     kept = sorted(p.name for p in (out.parent / "map.tif.partial").glob("band_*"))
     assert kept == ["band_0000000_0000019.npz", "band_0000019_0000038.npz"]
     calls["n"] = 0
-    summary = map_scene(
-        lambda i: flaky(i, None),
-        read,
-        INFO,
-        out,
-        K,
-        tile=32,
-        overlap=8,
-        progress=False,
-        probabilities_path=prob,
-    )
+    summary = map_scene(lambda i: flaky(i, None), read, info, out, K, **TILES,
+                        probabilities_path=prob)  # fmt: skip
     # rows 0..37 were finished (tile rows start at 0, 19, 38); tile rows 19 and 38 reach past 38
     assert summary["resumed_at_row"] == 38 and calls["n"] == 8
-    np.testing.assert_array_equal(_read(out), _read(reference))
-    np.testing.assert_array_equal(_read(prob), _read(tmp_path / "ref_p.tif"))
+    np.testing.assert_array_equal(_read(out), _read(ref))
+    np.testing.assert_array_equal(_read(prob), _read(ref_p))
+    assert summary["class_pixels"] == map_scene(predict, read, info, tmp_path / "again.tif", K,
+                                                **TILES)["class_pixels"]  # fmt: skip
     assert sorted(p.name for p in out.parent.iterdir()) == ["map.tif", "p.tif"]
 
 
 def test_sidecar_of_another_job_is_discarded(tmp_path):
-    x, valid = _scene()
+    x, valid, info = _scene()
     out = tmp_path / "map.tif"
     read, predict = _reader(x, valid), _predict(False)
 
@@ -188,33 +173,17 @@ def test_sidecar_of_another_job_is_discarded(tmp_path):
         raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
-        map_scene(crash, read, INFO, out, K, tile=32, overlap=8, progress=False)
+        map_scene(crash, read, info, out, K, **TILES)
     (out.parent / "map.tif.partial" / "band_0000000_0000019.npz").write_bytes(b"junk")
-    summary = map_scene(predict, read, INFO, out, K, tile=16, overlap=4, progress=False)
+    summary = map_scene(predict, read, info, out, K, tile=16, overlap=4, progress=False)
     assert summary["resumed_at_row"] == 0 and out.exists()
 
 
 def test_bad_predictions_raise(tmp_path):
-    x, valid = _scene()
+    x, valid, info = _scene()
+    read = _reader(x, valid)
     with pytest.raises(SarfuseError, match="expected probabilities"):
-        map_scene(
-            lambda i: np.zeros((2, 4, 4)),
-            _reader(x, valid),
-            INFO,
-            tmp_path / "m.tif",
-            K,
-            tile=32,
-            overlap=8,
-            progress=False,
-        )
+        map_scene(lambda i: np.zeros((2, 4, 4)), read, info, tmp_path / "m.tif", K, **TILES)
     with pytest.raises(SarfuseError, match="class names"):
-        map_scene(
-            _predict(False),
-            _reader(x, valid),
-            INFO,
-            tmp_path / "m.tif",
-            K,
-            class_names=["a"],
-            progress=False,
-        )
+        map_scene(_predict(False), read, info, tmp_path / "m.tif", K, class_names=["a"])
     assert not (tmp_path / "m.tif").exists()

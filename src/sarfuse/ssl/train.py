@@ -76,7 +76,7 @@ def pretrain(
         )
     if resume and not ckpt.exists():
         raise SarfuseError(ckpt, "nothing to resume: no checkpoint in this run folder")
-    start = _checkpoint_step(ckpt) if resume else 0
+    saved = _resume_point(ckpt) if resume else None
     source = resolve_source(data, classes)
     sensors = source.sensors
     check_combination(config.fusion, config.method)
@@ -101,6 +101,8 @@ def pretrain(
         s2_channels=len(contract["s2_bands"]),
         contract=contract,
     )  # builds the network first: a fusion that needs a missing sensor fails here, early
+    if saved is not None:
+        _check_same_run(ckpt, saved["sarfuse"], {**contract, "model": module.model.config})
     run_dir.mkdir(parents=True, exist_ok=True)
     config.to_json(run_dir / "config.json")
 
@@ -112,25 +114,28 @@ def pretrain(
     crops = CropDataset(patches, context_size(config), config.crops_per_patch, seed=config.seed)
     loader = DataLoader(
         crops,
-        batch_sampler=CropBatchSampler(len(crops), config.batch, start),
+        batch_sampler=CropBatchSampler(
+            len(crops), config.batch, saved["global_step"] if saved else 0
+        ),
         num_workers=config.workers,
         generator=torch.Generator(),  # worker seeds; drawing them must not touch the global RNG
         persistent_workers=config.workers > 0,
     )
     log = LossLog(run_dir / "loss.csv")
+    accel = accelerator(config.device)
+    several = accel == "gpu" and torch.cuda.device_count() > 1
     trainer = L.Trainer(
-        accelerator=accelerator(config.device),
+        accelerator=accel,
         devices="auto",
+        # most methods leave some heads unused (MCL: the decoder), which plain DDP refuses
+        strategy="ddp_find_unused_parameters_true" if several else "auto",
         max_epochs=config.epochs if config.steps is None else -1,
         max_steps=config.steps if config.steps is not None else -1,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress,
-        callbacks=[
-            log,
-            AtomicCheckpoint(ckpt, config.ckpt_every),
-        ],  # a step's row before its checkpoint
+        callbacks=[log, AtomicCheckpoint(ckpt, config.ckpt_every)],  # a step's row, then its ckpt
         use_distributed_sampler=False,  # CropBatchSampler splits the crops between ranks itself
         default_root_dir=run_dir,
         log_every_n_steps=1,
@@ -138,6 +143,8 @@ def pretrain(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+        # CropBatchSampler restarts mid-epoch exactly, which Lightning cannot know
+        warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
         trainer.fit(module, loader, ckpt_path=ckpt if resume else None)
     from sarfuse.plots import plot_loss_curve
 
@@ -147,14 +154,36 @@ def pretrain(
     return PretrainResult(run_dir, ckpt, trainer.global_step, first, last)
 
 
-def _checkpoint_step(path: Path) -> int:
-    """The global step ``path`` was saved at, to restart the crop sequence there."""
+def _resume_point(path: Path) -> dict:
+    """The checkpoint to resume: its global step restarts the crop sequence, its data contract
+    and model config must match the run being resumed."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file
         raise SarfuseError(
             path, f"cannot resume: not a readable checkpoint ({type(exc).__name__})"
         ) from None
+    if not isinstance(ckpt, dict) or "sarfuse" not in ckpt or "global_step" not in ckpt:
+        raise SarfuseError(path, "cannot resume: not a sarfuse pretraining checkpoint")
+    return ckpt
+
+
+def _check_same_run(path: Path, saved: dict, now: dict) -> None:
+    """Refuse to resume with settings that change the network or its inputs (contract + model)."""
+
+    def flat(meta: dict) -> dict:
+        model = {f"model {k}": v for k, v in meta.get("model", {}).items()}
+        return {**{k: v for k, v in meta.items() if k != "model"}, **model}
+
+    old, new = flat(saved), flat(now)
+    changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    if changed:
+        first = f"{changed[0]} {old.get(changed[0])!r} -> {new.get(changed[0])!r}"
+        raise SarfuseError(
+            path,
+            f"cannot resume with other settings ({', '.join(changed)} differ"
+            f"{'' if len(first) > 80 else f'; {first}'}); resume with those in its config.json",
+        )
 
 
 def _first_last_loss(path: Path, window: int = 10) -> tuple[float | None, float | None]:

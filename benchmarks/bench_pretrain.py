@@ -1,0 +1,178 @@
+"""Pretraining throughput: the training step against the device's matmul peak, and data loading.
+
+Run: ``python benchmarks/bench_pretrain.py [--device auto|cpu|cuda] [--steps 5]``. Times the
+training step (forward + backward + Adam) of the default configuration (intermediate fusion,
+pixel method, crop 32, batch 32, width 16) on synthetic tensors; counts its FLOPs with
+``torch.utils.flop_counter``; measures the float32 matmul peak of the same device in the same run;
+and times random crops drawn from the demo data. Prints a table; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict, replace
+from statistics import median
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+from sarfuse.contract import make_contract, superpixels_from_contract
+from sarfuse.ssl.config import PretrainConfig
+from sarfuse.ssl.crops import CropBatchSampler, CropDataset
+from sarfuse.ssl.module import PretrainModule, context_size, view_margin
+from sarfuse.ssl.train import patch_dataset, resolve_source, torch_device
+from sarfuse.ssl.views import sample_view_params
+from sarfuse.superpixels import SuperpixelParams, compute_all
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, n: int, repeats: int = 10) -> float:
+    """Best float32 GFLOP/s of an ``n x n`` matmul (2 n^3 FLOPs) on ``device``."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b  # warm-up: thread pools, cuBLAS handles
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        tic = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - tic)
+    return 2 * n**3 / best / 1e9
+
+
+def synthetic_batch(cfg: PretrainConfig, device: torch.device, block: int = 8) -> dict:
+    """Context crops (B, C, c, c) of random normalised bands, all valid, with square superpixels
+    of ``block`` pixels (about as many per 32-pixel crop as Felzenszwalb scale 200 gives)."""
+    c, b = context_size(cfg), cfg.batch
+    rows, cols = torch.meshgrid(torch.arange(c), torch.arange(c), indexing="ij")
+    segments = (rows // block) * c + cols // block
+    return {
+        "s1": torch.randn(b, len(cfg.s1_bands), c, c, device=device),
+        "s2": torch.randn(b, len(cfg.s2_bands), c, c, device=device),
+        "valid": torch.ones(b, c, c, dtype=torch.bool, device=device),
+        "segments": segments.expand(b, c, c).contiguous().to(device),
+    }
+
+
+def train_step(module: PretrainModule, optimizer: torch.optim.Optimizer, batch: dict) -> float:
+    """One optimiser step of the module's method on ``batch``; returns the loss."""
+    margin = view_margin(module.cfg.crop, module.cfg.max_shift)
+    params = sample_view_params(batch["valid"].shape[0], margin, device=batch["valid"].device)
+    loss = module.method.loss(module.model, batch, params)["loss"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def bench_step(cfg: PretrainConfig, device: torch.device, steps: int, warmup: int) -> dict:
+    module = PretrainModule(asdict(cfg), len(cfg.s1_bands), len(cfg.s2_bands), contract={})
+    module.to(device).train()
+    optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    batch = synthetic_batch(cfg, device)
+    with FlopCounterMode(display=False) as counter:
+        train_step(module, optimizer, batch)
+    for _ in range(warmup):
+        train_step(module, optimizer, batch)
+    times = []
+    for _ in range(steps):
+        sync(device)
+        tic = time.perf_counter()
+        train_step(module, optimizer, batch)
+        sync(device)
+        times.append(time.perf_counter() - tic)
+    seconds = median(times)
+    flops = counter.get_total_flops()
+    return {
+        "seconds": seconds,
+        "pixels_per_s": 2 * cfg.batch * cfg.crop**2 / seconds,  # two views per sample
+        "gflop": flops / 1e9,
+        "gflops": flops / seconds / 1e9,
+        "params": sum(p.numel() for p in module.model.parameters()),
+    }
+
+
+def bench_loading(cfg: PretrainConfig, crops: int) -> dict:
+    """Crops per second through the training DataLoader (main process) over the demo data:
+    a cold pass (patches read from the GeoTIFFs, superpixels from the cache) and a warm one."""
+    source = resolve_source(None)
+    sp = [SuperpixelParams(scale=s) for s in cfg.sp_scales]
+    contract = make_contract(
+        source.sensors, cfg.s1_bands, cfg.s2_bands, None, sp, cfg.patch_size, cfg.fusion,
+        cfg.method,
+    )  # fmt: skip
+    patches = patch_dataset(source, contract, superpixels=superpixels_from_contract(contract)[0])
+    tic = time.perf_counter()
+    compute_all(patches, progress=False)
+    superpixel_s = time.perf_counter() - tic
+    dataset = CropDataset(patches, context_size(cfg), cfg.crops_per_patch)
+    steps = max(crops // cfg.batch, 1)
+    rates = []
+    for _ in range(2):  # cold, then warm (patches held in the dataset's cache)
+        loader = DataLoader(dataset, batch_sampler=CropBatchSampler(steps * cfg.batch, cfg.batch))
+        tic = time.perf_counter()
+        for _ in loader:
+            pass
+        rates.append(steps * cfg.batch / (time.perf_counter() - tic))
+    return {
+        "patches": len(patches),
+        "superpixel_s": superpixel_s,
+        "cold": rates[0],
+        "warm": rates[1],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps (median)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--batch", type=int, default=PretrainConfig.batch)
+    parser.add_argument("--crop", type=int, default=PretrainConfig.crop)
+    parser.add_argument("--width", type=int, default=PretrainConfig.width)
+    parser.add_argument("--matmul", type=int, default=2048, help="side of the peak matmul")
+    parser.add_argument("--crops", type=int, default=1024, help="crops drawn per loading pass")
+    args = parser.parse_args()
+    device = torch.device(torch_device(args.device))
+    cfg = replace(PretrainConfig(), batch=args.batch, crop=args.crop, width=args.width)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{cfg.fusion}/{cfg.method}, crop {cfg.crop} (context {context_size(cfg)}), "
+        f"batch {cfg.batch}, width {cfg.width}, D {cfg.feat_dim}"
+    )
+    peak = matmul_peak(device, args.matmul)
+    step = bench_step(cfg, device, args.steps, args.warmup)
+    peak_after = matmul_peak(device, args.matmul)  # a second look: the load may have changed
+    load = bench_loading(cfg, args.crops)
+    best_peak = max(peak, peak_after)
+    rows = [
+        ("network parameters", f"{step['params'] / 1e6:.3f} M"),
+        ("training step (median)", f"{step['seconds'] * 1e3:.1f} ms"),
+        ("pixels/s (2 views x B x crop^2)", f"{step['pixels_per_s']:,.0f}"),
+        ("FLOPs per step (fwd + bwd)", f"{step['gflop']:.2f} GFLOP"),
+        ("achieved", f"{step['gflops']:.1f} GFLOP/s"),
+        (
+            f"fp32 matmul peak ({args.matmul}^2, before/after)",
+            f"{peak:.1f} / {peak_after:.1f} GFLOP/s",
+        ),
+        ("achieved / peak", f"{step['gflops'] / best_peak:.1%}"),
+        (f"superpixels, {load['patches']} demo patches", f"{load['superpixel_s']:.2f} s"),
+        ("crops/s, cold (read patches)", f"{load['cold']:,.0f}"),
+        ("crops/s, warm (cached patches)", f"{load['warm']:,.0f}"),
+        ("crops/s needed at this step rate", f"{cfg.batch / step['seconds']:,.0f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
