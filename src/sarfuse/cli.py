@@ -66,6 +66,17 @@ def friendly(fn):
     return wrapper
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for sarfuse's own progress: no Lightning banners or tips."""
+    import logging
+    import warnings
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*weights_only.*")
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"sarfuse {__version__}")
@@ -79,6 +90,7 @@ def main(
     ] = False,
 ) -> None:
     """Self-supervised SAR-optical fusion and land-cover mapping (Chen & Bruzzone, TGRS 2022)."""
+    _quiet_libraries()
 
 
 @app.command()
@@ -107,15 +119,20 @@ def stats(
         "stats.json"
     ),
     s2_bands: Annotated[
-        str, typer.Option(help="S2 bands to describe.")
-    ] = "B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B10,B11,B12",
+        str, typer.Option(help="S2 bands to describe (default: every band the data has).")
+    ] = "",
 ) -> None:
     """Per-band mean and std over a dataset (valid pixels only), for normalisation."""
     from sarfuse.data.normalise import compute_stats, save_stats
+    from sarfuse.data.raster import s2_band_names
     from sarfuse.ssl.train import resolve_source
 
     source = resolve_source(_data(data))
-    result = compute_stats(source, s2_bands=tuple(_csv_words(s2_bands)))
+    bands = tuple(_csv_words(s2_bands))
+    if not bands and "s2" in source.sensors:
+        first = source.samples[0].s2
+        bands = tuple(first) if isinstance(first, dict) else s2_band_names(first)
+    result = compute_stats(source, s2_bands=bands or ("B2",))
     save_stats(result, out_file)
     out.print(f"statistics of {len(source.samples)} scenes written to {out_file}")
 
