@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sarfuse import __version__
 from sarfuse.errors import SarfuseError
@@ -19,8 +20,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
+# soft_wrap: long paths must stay whole when the output is piped or the terminal is narrow;
+# no markup on stdout, so that paths such as "runs/[v2]/map.tif" print as they are
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True, markup=False)
 
 DataArg = Annotated[
     list[Path] | None,
@@ -49,17 +52,27 @@ def _csv_words(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _close_progress_bars() -> None:
+    """Close the bars an error interrupted, so that the error starts on a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(tqdm._instances):
+        bar.close()
+
+
 def friendly(fn):
-    """Turn library errors into one red line and exit code 2 (1 for an interruption)."""
+    """Turn library errors into one red line and exit code 2 (130 for an interruption)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except SarfuseError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _close_progress_bars()
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
+            _close_progress_bars()
             console.print("[yellow]interrupted[/]: finished work is kept; rerun to resume")
             raise typer.Exit(130) from None
 
@@ -366,8 +379,8 @@ def demo(
     from sarfuse.demo import run_demo
 
     summary = run_demo(out_dir, steps=steps, device=device, console=console)
+    out.print(f"\ndemo finished in {summary['seconds']} s", style="bold green")
     out.print(
-        f"\n[bold green]demo finished in {summary['seconds']} s[/]\n"
         f"  map:        {summary['map']}\n  quicklook:  {summary['quicklook']}\n"
         f"  metrics:    {summary['metrics']}\n  confusion:  {summary['confusion']}\n"
         f"  loss curve: {summary['loss_curve']}\n  checkpoint: {summary['checkpoint']}"

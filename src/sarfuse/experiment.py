@@ -80,9 +80,12 @@ def run_experiment(
         n_eval = max(1, len([x for x in label_patches if (x != 255).any()]) - max(labels) - 1)
     rows: list[dict] = []
     for name, fusion, kind, ckpt in models:
-        maker, contract = feature_setup(kind, source, ckpt, seed=0, device=probe_config.device)
-        feats = PatchFeatures(open_patches(source, contract, probe_config), maker, cache=True)
+        feats = None
         for seed in seeds:
+            if feats is None or kind == "random":  # one random network per seed, as its probe
+                maker, contract = feature_setup(kind, source, ckpt, seed, probe_config.device)
+                patches = open_patches(source, contract, probe_config)
+                feats = PatchFeatures(patches, maker, cache=True)
             for n in labels:
                 split = few_label_split(label_patches, n, seed, n_eval=n_eval, num_classes=k)
                 cfg = replace(probe_config, labels=n, seed=seed, features=kind)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import torch
 from rasterio.windows import Window
 
@@ -16,6 +17,8 @@ from sarfuse.mapping.features import FeatureMaker
 from sarfuse.mapping.inference import map_scene
 from sarfuse.mapping.probe import load_classifier, predict_proba
 from sarfuse.mapping.workflow import ProbeConfig, open_patches
+
+GDAL_CACHE_BYTES = 128 * 2**20  # GDAL block cache while mapping (bytes: small ints mean MB)
 
 
 def _same_contract(a: dict, b: dict) -> bool:
@@ -65,9 +68,9 @@ def map_files(
     clf, meta, maker = load_mapper(probe_dir, checkpoint, device)
     contract = meta["contract"]
     scheme = ClassScheme.from_json(meta["scheme"])
-    sample = Sample(Path(s1 or s2).stem, s1=Path(s1) if s1 else None, s2=Path(s2) if s2 else None)
     if s1 is None and s2 is None:
         raise SarfuseError(None, "give the scene as --s1 and/or --s2")
+    sample = Sample(Path(s1 or s2).stem, s1=Path(s1) if s1 else None, s2=Path(s2) if s2 else None)
     for sensor in contract["sensors"]:
         if sample.get(sensor) is None:
             raise SarfuseError(None, f"the probe's features need {sensor.upper()}: pass --{sensor}")
@@ -89,19 +92,22 @@ def map_files(
         return predict_proba(clf, maker(batch))[0].numpy()
 
     out = Path(out)
-    result = map_scene(
-        predict_fn,
-        read_fn,
-        info,
-        out,
-        len(scheme.classes),
-        tile=tile,
-        overlap=overlap,
-        colormap=scheme.colormap(),
-        class_names=list(scheme.names),
-        probabilities_path=out.with_name(out.stem + "_proba.tif") if probabilities else None,
-        progress=progress,
-    )
+    # GDAL keeps decoded blocks until a file closes, up to 5% of RAM: one whole-file read (the
+    # S1 units check decimates all of the scene) would hold a big scene's blocks at once.
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+        result = map_scene(
+            predict_fn,
+            read_fn,
+            info,
+            out,
+            len(scheme.classes),
+            tile=tile,
+            overlap=overlap,
+            colormap=scheme.colormap(),
+            class_names=list(scheme.names),
+            probabilities_path=out.with_name(out.stem + "_proba.tif") if probabilities else None,
+            progress=progress,
+        )
     if quicklook:
         result["quicklook"] = str(write_quicklook(out, scheme, sample))
     return result

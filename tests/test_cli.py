@@ -1,0 +1,373 @@
+"""The ``sarfuse`` command line: help on every command, the version, the happy paths on tiny
+generated data, and bad input turned into one ``error:`` line with exit code 2 and no traceback."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from typer.main import get_command
+from typer.testing import CliRunner, Result
+
+from sarfuse import __version__
+from sarfuse.cli import app
+from sarfuse.data.layouts import discover
+from sarfuse.data.synth import generate
+from sarfuse.mapping.tiling import tile_windows
+from sarfuse.mapping.workflow import ProbeConfig, run_probe
+
+COMMANDS = dict(get_command(app).commands)
+TINY_PRETRAIN = (
+    "--steps", 2, "--crop", 16, "--batch", 4, "--width", 4, "--feat-dim", 8, "--patch-size", 64,
+    "--device", "cpu",
+)  # fmt: skip
+FAST_PROBE = ["--epochs", "1", "--labels", "2", "--patch-size", "128", "--device", "cpu"]
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A 512 x 512 synthetic scene in the DFC2020 layout: 4 samples of 256 x 256 (S1, S2, dfc)."""
+    return generate(tmp_path_factory.mktemp("cli") / "data", size=512, seed=0, layout="dfc2020")
+
+
+@pytest.fixture(scope="module")
+def pretrain_run(tmp_path_factory) -> tuple[Path, Result]:
+    """``sarfuse pretrain`` of a tiny network for two steps (on a smaller scene than ``data``,
+    with the same sensors and bands)."""
+    root = tmp_path_factory.mktemp("cli-run")
+    small = generate(root / "data", size=256, seed=1, layout="dfc2020")
+    with pytest.MonkeyPatch.context() as mp:  # module fixtures run outside the autouse cache one
+        mp.setenv("SARFUSE_CACHE", str(root / "cache"))
+        result = invoke("pretrain", small, "--out", root / "run", *TINY_PRETRAIN)
+    return root / "run", result
+
+
+@pytest.fixture(scope="module")
+def checkpoint(pretrain_run: tuple[Path, Result]) -> Path:
+    run, result = pretrain_run
+    assert result.exit_code == 0, (result.output, result.exception)
+    return run / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def pretrained_probe(data: Path, checkpoint: Path, tmp_path_factory) -> Path:
+    """A probe trained on the tiny network's features (one epoch)."""
+    out = tmp_path_factory.mktemp("cli-probe")
+    cfg = ProbeConfig(labels=2, patch_size=128, epochs=1, features="pretrained")
+    run_probe(discover(data), out, cfg, checkpoint, progress=False)
+    return out
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args], prog_name="sarfuse")
+
+
+def assert_one_error(result: Result, *fragments: str) -> str:
+    """Exit code 2, no traceback, and one ``error:`` line naming what went wrong.
+
+    Progress bars may precede it on stderr; they end in a carriage return or a newline, so the
+    error is one of the pieces between those.
+    """
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output and "Traceback" not in result.stderr
+    pieces = [p.strip() for p in re.split(r"[\r\n]", ANSI.sub("", result.stderr)) if p.strip()]
+    errors = [p for p in pieces if "error" in p.lower()]
+    assert len(errors) == 1, result.stderr
+    line = errors[0]
+    assert line.startswith("error: ") and line == pieces[-1], result.stderr
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    return line
+
+
+def mutated(data: Path, tmp_path: Path, change: Callable[[Path], None]) -> Path:
+    """A copy of ``data`` with ``change`` applied to it."""
+    copy_dir = tmp_path / "bad"
+    shutil.copytree(data, copy_dir)
+    change(copy_dir)
+    return copy_dir
+
+
+def rewrite(path: Path, transform_array=None, **profile_changes) -> None:
+    """Rewrite a GeoTIFF with a changed profile and/or changed pixels."""
+    with rasterio.open(path) as src:
+        array, profile = src.read(), src.profile
+    if transform_array is not None:
+        array = transform_array(array)
+    with rasterio.open(path, "w", **{**profile, **profile_changes}) as dst:
+        dst.write(array)
+
+
+S1_P2 = "s1_0/ROIs0000_test_s1_0_p2.tif"
+S2_P2 = "s2_0/ROIs0000_test_s2_0_p2.tif"
+DFC_P2 = "dfc_0/ROIs0000_test_dfc_0_p2.tif"
+
+
+# --- help and version -----------------------------------------------------------------------
+
+
+def test_app_help_lists_every_command() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "Usage: sarfuse" in result.output
+    for name in COMMANDS:
+        assert name in result.output
+    assert set(COMMANDS) == {
+        "synth", "stats", "superpixels", "pretrain", "probe", "map", "experiment", "demo",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_command_help_lists_its_options(name: str) -> None:
+    result = invoke(name, "--help")
+    assert result.exit_code == 0, result.output
+    assert f"Usage: sarfuse {name}" in result.output
+    options = [o for p in COMMANDS[name].params for o in p.opts if o.startswith("--")]
+    assert options
+    for option in options:
+        assert option in result.output, option
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"sarfuse {__version__}"
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sarfuse", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"sarfuse {__version__}"
+
+
+def test_no_arguments_shows_help() -> None:
+    result = invoke()
+    assert "Usage: sarfuse" in result.output
+    assert "Traceback" not in result.output
+
+
+# --- happy paths ----------------------------------------------------------------------------
+
+
+def test_synth_writes_a_dataset(tmp_path: Path) -> None:
+    result = invoke("synth", tmp_path / "scene", "--size", 128, "--seed", 3, "--layout", "scene")
+    assert result.exit_code == 0, result.output
+    for name in ("scene_s1.tif", "scene_s2.tif", "scene_label.tif", "samples.csv", "synth.json"):
+        assert (tmp_path / "scene" / name).is_file(), name
+    meta = json.loads((tmp_path / "scene" / "synth.json").read_text())
+    assert (meta["size"], meta["seed"], meta["layout"]) == (128, 3, "scene")
+    with rasterio.open(tmp_path / "scene" / "scene_s2.tif") as src:
+        assert (src.count, src.width, src.height) == (13, 128, 128)
+        assert src.crs is not None
+
+
+def test_synth_rejects_an_unknown_layout(tmp_path: Path) -> None:
+    assert_one_error(invoke("synth", tmp_path / "x", "--layout", "sen12ms"), "--layout")
+    assert not (tmp_path / "x").exists()
+
+
+def test_stats_writes_json(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "stats.json"
+    result = invoke("stats", data, "--out", out)
+    assert result.exit_code == 0, result.output
+    stats = json.loads(out.read_text())
+    assert set(stats["s1"]["mean"]) == {"VV", "VH"}
+    assert len(stats["s2"]["mean"]) == 13
+    assert stats["s1"]["count"] == 512 * 512
+    assert -30 < stats["s1"]["mean"]["VV"] < 0 < stats["s1"]["std"]["VV"]
+    assert 0 < stats["s2"]["mean"]["B2"] < 10000
+
+
+def test_superpixels_are_cached(data: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SARFUSE_CACHE", str(tmp_path / "cache"))
+    args = ("superpixels", data, "--workers", 1, "--patch-size", 256)
+    first, second = invoke(*args), invoke(*args)
+    assert first.exit_code == 0 and second.exit_code == 0, first.output
+    assert "superpixels: 4 computed, 0 from cache" in first.stdout
+    assert "superpixels: 0 computed, 4 from cache" in second.stdout
+
+
+def test_pretrain_writes_a_run(pretrain_run: tuple[Path, Result]) -> None:
+    run, result = pretrain_run
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "pretrained intermediate/pixel for 2 steps" in result.stdout
+    assert f"checkpoint: {run / 'last.ckpt'}" in result.stdout
+    config = json.loads((run / "config.json").read_text())
+    assert (config["steps"], config["width"], config["feat_dim"]) == (2, 4, 8)
+    assert (run / "last.ckpt").is_file() and (run / "loss.png").is_file()
+
+
+def test_pretrain_refuses_to_overwrite_a_run(pretrain_run: tuple[Path, Result]) -> None:
+    run, _ = pretrain_run
+    stamp = (run / "last.ckpt").stat().st_mtime_ns
+    result = invoke("pretrain", run.parent / "data", "--out", run, *TINY_PRETRAIN)
+    assert_one_error(result, "last.ckpt", "--resume")
+    assert (run / "last.ckpt").stat().st_mtime_ns == stamp
+
+
+def test_probe_raw_writes_the_probe_folder(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "probe"
+    result = invoke("probe", data, "--features", "raw", "--out", out, *FAST_PROBE)
+    assert result.exit_code == 0, result.output
+    assert "mIoU" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["features"] == "raw" and metrics["labelled_patches"] == 2
+    for name in ("probe.pt", "split.json", "config.json", "confusion.png"):
+        assert (out / name).is_file(), name
+
+
+def test_map_writes_a_geotiff(data: Path, pretrained_probe: Path, tmp_path: Path) -> None:
+    out = tmp_path / ("a_long_folder_name_" * 5 + "[v2]") / "map.tif"  # printed as it is
+    s1, s2 = data / "s1_0/ROIs0000_test_s1_0_p1.tif", data / "s2_0/ROIs0000_test_s2_0_p1.tif"
+    args = ("--s1", s1, "--s2", s2, "--tile", 128, "--overlap", 16, "--device", "cpu")
+    result = invoke("map", "--probe", pretrained_probe, "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    assert f"map: {out} ({len(tile_windows(256, 256, 128, 16))} tiles)" in result.stdout
+    assert f"quicklook: {out.with_suffix('.png')}" in result.stdout
+    with rasterio.open(out) as dst, rasterio.open(s2) as src:
+        assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
+        assert dst.dtypes[0] == "uint8"
+    assert out.with_suffix(".png").is_file()
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere [v2]"  # brackets are not rich markup in the message
+    assert_one_error(invoke("stats", missing), str(missing), "no such file or folder")
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert_one_error(invoke("stats", tmp_path / "empty"), "empty", "empty folder")
+
+
+def test_unknown_layout(tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a dataset\n")
+    assert_one_error(invoke("stats", tmp_path / "notes"), "notes", "unknown layout")
+
+
+def test_missing_s2_partner(data: Path, tmp_path: Path) -> None:
+    bad = mutated(data, tmp_path, lambda d: (d / S2_P2).unlink())
+    line = assert_one_error(invoke("stats", bad), "missing S2 partner")
+    assert "ROIs0000_test_s1_0_p2.tif" in line and "ROIs0000_test_s2_0_p2.tif" in line
+
+
+def test_crs_mismatch(data: Path, tmp_path: Path) -> None:
+    bad = mutated(data, tmp_path, lambda d: rewrite(d / S1_P2, crs="EPSG:32632"))
+    line = assert_one_error(
+        invoke("probe", bad, "--features", "raw", "--out", tmp_path / "p", *FAST_PROBE),
+        "does not line up",
+        "EPSG:32632",
+    )
+    assert S1_P2.split("/")[1] in line and S2_P2.split("/")[1] in line
+
+
+def test_truncated_geotiff(data: Path, tmp_path: Path) -> None:
+    def truncate(d: Path) -> None:
+        raw = (d / S2_P2).read_bytes()
+        (d / S2_P2).write_bytes(raw[: len(raw) // 3])
+
+    bad = mutated(data, tmp_path, truncate)
+    assert_one_error(invoke("stats", bad, "--out", tmp_path / "s.json"), S2_P2, "corrupt")
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_not_a_raster(data: Path, tmp_path: Path) -> None:
+    bad = mutated(data, tmp_path, lambda d: (d / S2_P2).write_text("hello, not a GeoTIFF\n"))
+    assert_one_error(invoke("stats", bad, "--out", tmp_path / "s.json"), S2_P2, "not a raster")
+
+
+def test_all_nan_s1(data: Path, tmp_path: Path) -> None:
+    bad = mutated(data, tmp_path, lambda d: rewrite(d / S1_P2, lambda a: np.full_like(a, np.nan)))
+    assert_one_error(invoke("stats", bad, "--out", tmp_path / "s.json"), S1_P2, "NaN")
+
+
+def test_labels_outside_the_scheme(data: Path, tmp_path: Path) -> None:
+    def poke(array: np.ndarray) -> np.ndarray:
+        array[0, :4, :4] = 77
+        return array
+
+    bad = mutated(data, tmp_path, lambda d: rewrite(d / DFC_P2, poke))
+    out = tmp_path / "probe"
+    result = invoke("probe", bad, "--features", "raw", "--out", out, *FAST_PROBE)
+    assert_one_error(result, DFC_P2, "outside", "77")
+    assert not (out / "metrics.json").exists()
+
+
+def test_probe_pretrained_needs_a_checkpoint(data: Path, tmp_path: Path) -> None:
+    result = invoke("probe", data, "--features", "pretrained", "--out", tmp_path / "p")
+    assert_one_error(result, "--checkpoint")
+
+
+def test_checkpoint_not_found(data: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "run" / "last.ckpt"
+    result = invoke("probe", data, "--checkpoint", missing, "--out", tmp_path / "p", *FAST_PROBE)
+    assert_one_error(result, str(missing), "checkpoint not found")
+
+
+def test_map_without_a_probe(data: Path, tmp_path: Path) -> None:
+    result = invoke("map", "--probe", tmp_path / "noprobe", "--s2", data / S2_P2, "--out",
+                    tmp_path / "m.tif")  # fmt: skip
+    assert_one_error(result, "noprobe", "not found")
+
+
+def test_experiment_rejects_bad_label_counts(tmp_path: Path) -> None:
+    result = invoke("experiment", "--labels", "10,many", "--out", tmp_path / "exp")
+    assert_one_error(result, "--labels", "integers", "many")
+    assert not (tmp_path / "exp").exists()
+
+
+def test_map_refuses_a_checkpoint_of_another_contract(
+    data: Path, checkpoint: Path, pretrained_probe: Path, tmp_path: Path
+) -> None:
+    """A network trained with other normalisation statistics cannot feed this probe."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    stats = copy.deepcopy(ckpt["sarfuse"]["stats"])
+    stats["s1"]["mean"]["VV"] += 3.0
+    ckpt["sarfuse"]["stats"] = stats
+    other = tmp_path / "other.ckpt"
+    torch.save(ckpt, other)
+    s1, s2 = data / S1_P2, data / S2_P2
+    out = tmp_path / "map.tif"
+    result = invoke(
+        "map", "--probe", pretrained_probe, "--checkpoint", other, "--s1", s1, "--s2", s2,
+        "--out", out, "--tile", 128, "--overlap", 16, "--device", "cpu",
+    )  # fmt: skip
+    assert_one_error(result, str(other), "does not match the probe")
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_demo_announces_files_that_exist(tmp_path: Path, monkeypatch) -> None:
+    """The whole demo chain, with 5 pretraining steps, its data generated under tmp_path."""
+    monkeypatch.delenv("SARFUSE_DEMO", raising=False)
+    monkeypatch.setenv("SARFUSE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo_out"
+    result = invoke("demo", "--out", out, "--steps", 5, "--device", "cpu")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert (tmp_path / "cache" / "demo-dfc2020-1024-s0" / ".complete").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    announced = ("map", "quicklook", "metrics", "confusion", "loss_curve", "checkpoint")
+    for key in announced:
+        path = Path(summary[key])
+        assert path.is_file() and path.stat().st_size > 0, key
+        assert str(path) in result.stdout, key
+    with rasterio.open(summary["map"]) as dst:
+        assert dst.dtypes == ("uint8",) and dst.crs is not None
+    assert 0.0 <= summary["mIoU"] <= 1.0
