@@ -137,14 +137,10 @@ def stats(
 ) -> None:
     """Per-band mean and std over a dataset (valid pixels only), for normalisation."""
     from sarfuse.data.normalise import compute_stats, save_stats
-    from sarfuse.data.raster import s2_band_names
     from sarfuse.ssl.train import resolve_source
 
     source = resolve_source(_data(data))
-    bands = tuple(_csv_words(s2_bands))
-    if not bands and "s2" in source.sensors:
-        first = source.samples[0].s2
-        bands = tuple(first) if isinstance(first, dict) else s2_band_names(first)
+    bands = tuple(_csv_words(s2_bands)) or source.s2_bands()
     result = compute_stats(source, s2_bands=bands or ("B2",))
     save_stats(result, out_file)
     out.print(f"statistics of {len(source.samples)} scenes written to {out_file}")

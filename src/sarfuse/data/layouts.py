@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sarfuse.data.bands import band_name
-from sarfuse.data.raster import band_descriptions
+from sarfuse.data.raster import band_descriptions, s2_band_names
 from sarfuse.data.schemes import DFC2020, IGBP, SEN1FLOODS11, ClassScheme, load_scheme
 from sarfuse.errors import SarfuseError
 
@@ -63,6 +63,13 @@ class DataSource:
     @property
     def has_labels(self) -> bool:
         return bool(self.samples) and all(x.label is not None for x in self.samples)
+
+    def s2_bands(self) -> tuple[str, ...]:
+        """The S2 bands the first sample holds, in stack order (empty without S2)."""
+        first = self.samples[0].s2 if self.samples else None
+        if first is None:
+            return ()
+        return tuple(first) if isinstance(first, dict) else s2_band_names(first)
 
 
 def discover(

@@ -72,10 +72,7 @@ def feature_setup(
 
 def _raw_s2_bands(source: DataSource) -> list[str]:
     """All S2 bands the data has (but the cirrus band B10, absent from L2A), for raw baselines."""
-    from sarfuse.data.raster import s2_band_names
-
-    first = source.samples[0].s2
-    names = tuple(first) if isinstance(first, dict) else s2_band_names(first)
+    names = source.s2_bands()
     return [b for b in RAW_S2_BANDS if b in names]
 
 
