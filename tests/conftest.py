@@ -16,10 +16,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep superpixel caches of tests out of the user's home."""
-    monkeypatch.setenv("SARFUSE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep superpixel caches and demo data of tests out of the user's home (session-wide, so
+    module-scoped fixtures that compute superpixels are covered too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SARFUSE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")

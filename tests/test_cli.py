@@ -218,6 +218,23 @@ def test_pretrain_refuses_to_overwrite_a_run(pretrain_run: tuple[Path, Result]) 
     assert (run / "last.ckpt").stat().st_mtime_ns == stamp
 
 
+def test_pretrain_on_all_s2_bands(pretrain_run: tuple[Path, Result], tmp_path: Path) -> None:
+    """``--s2-bands all`` feeds every band of the data but the cirrus band B10."""
+    data = pretrain_run[0].parent / "data"
+    result = invoke("pretrain", data, "--out", tmp_path / "run", "--s2-bands", "all",
+                    *TINY_PRETRAIN)  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+    bands = json.loads((tmp_path / "run" / "config.json").read_text())["s2_bands"]
+    assert bands == [b for b in discover(data).s2_bands() if b != "B10"] and len(bands) == 12
+
+
+def test_pretrain_rejects_an_unknown_band(data: Path, tmp_path: Path) -> None:
+    result = invoke("pretrain", data, "--out", tmp_path / "run", "--s2-bands", "B2,B99",
+                    *TINY_PRETRAIN)  # fmt: skip
+    assert_one_error(result, "B99")
+    assert not (tmp_path / "run" / "last.ckpt").exists()
+
+
 def test_probe_raw_writes_the_probe_folder(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "probe"
     result = invoke("probe", data, "--features", "raw", "--out", out, *FAST_PROBE)
@@ -350,6 +367,23 @@ def test_map_refuses_a_checkpoint_of_another_contract(
         "--out", out, "--tile", 128, "--overlap", 16, "--device", "cpu",
     )  # fmt: skip
     assert_one_error(result, str(other), "does not match the probe")
+    assert not out.exists()
+
+
+def test_map_refuses_a_checkpoint_for_a_raw_probe(
+    data: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    """A raw-band probe uses no network: a --checkpoint would be silently ignored, so say so."""
+    probe_dir = tmp_path / "probe"
+    assert (
+        invoke("probe", data, "--features", "raw", "--out", probe_dir, *FAST_PROBE).exit_code == 0
+    )
+    out = tmp_path / "map.tif"
+    result = invoke(
+        "map", "--probe", probe_dir, "--checkpoint", checkpoint, "--s1", data / S1_P2,
+        "--s2", data / S2_P2, "--out", out, "--device", "cpu",
+    )  # fmt: skip
+    assert_one_error(result, str(probe_dir / "probe.pt"), "raw bands", "drop --checkpoint")
     assert not out.exists()
 
 

@@ -52,6 +52,15 @@ def _csv_words(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _s2_band_choice(text: str, data: list[Path] | None) -> tuple[str, ...]:
+    """``--s2-bands``: a comma-separated list, or ``all`` bands of the data but B10 (cirrus)."""
+    if text.strip().lower() != "all":
+        return tuple(_csv_words(text))
+    from sarfuse.ssl.train import resolve_source
+
+    return tuple(b for b in resolve_source(_data(data)).s2_bands() if b != "B10")
+
+
 def _close_progress_bars() -> None:
     """Close the bars an error interrupted, so that the error starts on a line of its own."""
     from tqdm import tqdm
@@ -198,6 +207,13 @@ def pretrain(
         Path | None, typer.Option("--stats", help="Statistics JSON from `sarfuse stats`.")
     ] = None,
     ema: Annotated[float, typer.Option(help="EMA teacher momentum (0 = off).")] = 0.0,
+    s2_bands: Annotated[
+        str,
+        typer.Option(
+            help="S2 bands fed to the network (the paper's 4 by default; 'all': every band "
+            "the data has but the cirrus band B10)."
+        ),
+    ] = "B2,B3,B4,B8",
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
@@ -222,6 +238,7 @@ def pretrain(
             patch_size=patch_size,
             stats=str(stats_file) if stats_file else None,
             ema=ema,
+            s2_bands=_s2_band_choice(s2_bands, data),
             device=device,
             seed=seed,
             workers=workers,

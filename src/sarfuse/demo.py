@@ -16,10 +16,10 @@ from rich.console import Console
 from sarfuse.data.demo import demo_data
 from sarfuse.data.layouts import discover
 from sarfuse.mapping.metrics import format_table
-from sarfuse.mapping.scene import map_files, write_quicklook
+from sarfuse.mapping.scene import map_files
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
 from sarfuse.ssl.config import PretrainConfig
-from sarfuse.ssl.train import pretrain
+from sarfuse.ssl.train import pretrain, torch_device
 
 DEMO_STEPS = 150  # pretraining steps of the demo (about two minutes on 2 CPU cores)
 DEMO_LABELS = 10  # labelled 64x64 patches for the probe
@@ -50,12 +50,13 @@ def run_demo(
 
     say(f"[bold]3/4[/] linear probe with {DEMO_LABELS} labelled 64x64 patches")
     source = discover(data)
-    probe_cfg = ProbeConfig(labels=DEMO_LABELS, patch_size=64)
+    where = torch_device(device)  # the probe and the map run where the pretraining ran
+    probe_cfg = ProbeConfig(labels=DEMO_LABELS, patch_size=64, device=where)
     metrics = run_probe(source, out / "probe", probe_cfg, ckpt, progress=False)
     raw = run_probe(
         source,
         out / "probe_raw",
-        ProbeConfig(labels=DEMO_LABELS, patch_size=64, features="raw"),
+        ProbeConfig(labels=DEMO_LABELS, patch_size=64, features="raw", device=where),
         None,
         progress=False,
     )
@@ -78,9 +79,10 @@ def run_demo(
         checkpoint=ckpt,
         tile=256,
         overlap=32,
-        quicklook=False,
+        device=where,
+        label=sample.label,
     )
-    png = write_quicklook(out / "map.tif", source.scheme, sample, label=sample.label)
+    png = result["quicklook"]
     summary = {
         "map": str(out / "map.tif"),
         "quicklook": str(png),

@@ -255,12 +255,23 @@ def _s1_indexes(src: DatasetReader, path: PathLike) -> list[int]:
     return [1, 2]
 
 
+def _probe_windows(height: int, width: int, n: int = 4, size: int = 64) -> list[Window]:
+    """``n`` x ``n`` small windows spread evenly over a raster: a cheap sample of all of it
+    (a few blocks read, where a decimated read of a big scene would decode every block)."""
+    h, w = min(size, height), min(size, width)
+    rows = np.unique(np.linspace(0, height - h, n).astype(int))
+    cols = np.unique(np.linspace(0, width - w, n).astype(int))
+    return [Window(int(c), int(r), w, h) for r in rows for c in cols]
+
+
 @lru_cache(maxsize=1024)
 def _detect_units(path: str, _stamp: tuple[int, int]) -> Literal["db", "linear"]:
     with _open(path) as src:
-        shape = (2, min(src.height, 256), min(src.width, 256))
-        sample = src.read(_s1_indexes(src, path), out_shape=shape, out_dtype="float32")
-        values = sample[:, ~_nodata_mask(sample, src.nodata)]
+        parts = []
+        for window in _probe_windows(src.height, src.width):
+            sample = src.read(_s1_indexes(src, path), window=window, out_dtype="float32")
+            parts.append(sample[:, ~_nodata_mask(sample, src.nodata)])
+        values = np.concatenate(parts, axis=1)
     if values.size == 0 or values.min() < 0:
         return "db"
     if np.percentile(values, 99) <= _LINEAR_MAX:
@@ -275,7 +286,7 @@ def _detect_units(path: str, _stamp: tuple[int, int]) -> Literal["db", "linear"]
 def detect_s1_units(path: PathLike) -> Literal["db", "linear"]:
     """``"db"`` when the file has negative values, ``"linear"`` for power in [0, ~10].
 
-    Decided once per file (from a decimated read of all of it), so every window of a scene
+    Decided once per file (from 16 small windows spread over it), so every window of a scene
     is converted the same way.
     """
     stat = Path(path).stat() if Path(path).is_file() else None

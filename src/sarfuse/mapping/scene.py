@@ -32,6 +32,11 @@ def load_mapper(probe_dir: str | Path, checkpoint: str | Path | None, device: st
     probe_path = probe_path / "probe.pt" if probe_path.is_dir() else probe_path
     clf, meta = load_classifier(probe_path)
     kind = meta["features"]
+    if kind == "raw" and checkpoint is not None:
+        raise SarfuseError(
+            probe_path,
+            "this probe was trained on raw bands, not network features: drop --checkpoint",
+        )
     ckpt = checkpoint or meta.get("checkpoint")
     net = None
     if kind != "raw":
@@ -63,8 +68,12 @@ def map_files(
     device: str = "cpu",
     progress: bool = True,
     quicklook: bool = True,
+    label: str | Path | None = None,
 ) -> dict:
-    """Map the scene given by its S1 and/or S2 GeoTIFF to a classified GeoTIFF at ``out``."""
+    """Map the scene given by its S1 and/or S2 GeoTIFF to a classified GeoTIFF at ``out``.
+
+    ``label``, a label GeoTIFF of the scene, is only shown beside the map in the quicklook.
+    """
     clf, meta, maker = load_mapper(probe_dir, checkpoint, device)
     contract = meta["contract"]
     scheme = ClassScheme.from_json(meta["scheme"])
@@ -92,8 +101,8 @@ def map_files(
         return predict_proba(clf, maker(batch))[0].numpy()
 
     out = Path(out)
-    # GDAL keeps decoded blocks until a file closes, up to 5% of RAM: one whole-file read (the
-    # S1 units check decimates all of the scene) would hold a big scene's blocks at once.
+    # GDAL keeps decoded blocks until a file closes, up to 5% of RAM: capped, so that memory
+    # stays flat in scene size while the inputs stay open for the whole map.
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         result = map_scene(
             predict_fn,
@@ -109,7 +118,8 @@ def map_files(
             progress=progress,
         )
     if quicklook:
-        result["quicklook"] = str(write_quicklook(out, scheme, sample))
+        label = Path(label) if label is not None else None
+        result["quicklook"] = str(write_quicklook(out, scheme, sample, label))
     return result
 
 

@@ -112,11 +112,10 @@ def pretrain(
     )
     compute_all(patches, progress=progress)
     crops = CropDataset(patches, context_size(config), config.crops_per_patch, seed=config.seed)
+    sampler = CropBatchSampler(len(crops), config.batch, saved["global_step"] if saved else 0)
     loader = DataLoader(
         crops,
-        batch_sampler=CropBatchSampler(
-            len(crops), config.batch, saved["global_step"] if saved else 0
-        ),
+        batch_sampler=sampler,
         num_workers=config.workers,
         generator=torch.Generator(),  # worker seeds; drawing them must not touch the global RNG
         persistent_workers=config.workers > 0,
@@ -129,7 +128,8 @@ def pretrain(
         devices="auto",
         # most methods leave some heads unused (MCL: the decoder), which plain DDP refuses
         strategy="ddp_find_unused_parameters_true" if several else "auto",
-        max_epochs=config.epochs if config.steps is None else -1,
+        # with --steps, enough epochs to reach them (the progress bar then shows a real total)
+        max_epochs=config.epochs if config.steps is None else -(-config.steps // len(sampler)),
         max_steps=config.steps if config.steps is not None else -1,
         logger=False,
         enable_checkpointing=False,
