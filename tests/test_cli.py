@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -208,6 +209,9 @@ def test_pretrain_writes_a_run(pretrain_run: tuple[Path, Result]) -> None:
     config = json.loads((run / "config.json").read_text())
     assert (config["steps"], config["width"], config["feat_dim"]) == (2, 4, 8)
     assert (run / "last.ckpt").is_file() and (run / "loss.png").is_file()
+    # Lightning's banners (GPU available..., tips) stay off the terminal: importing Lightning
+    # resets its logger to INFO, so the command must set it after the import
+    assert logging.getLogger("lightning.pytorch").level == logging.WARNING
 
 
 def test_pretrain_refuses_to_overwrite_a_run(pretrain_run: tuple[Path, Result]) -> None:

@@ -89,14 +89,22 @@ def friendly(fn):
 
 
 def _quiet_libraries() -> None:
-    """Keep the terminal for sarfuse's own progress: no Lightning banners or tips."""
-    import logging
+    """Keep the terminal for sarfuse's own progress: no library warnings of no use to a user."""
     import warnings
+
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*weights_only.*")
+
+
+def _quiet_lightning() -> None:
+    """No Lightning banners or tips. Called by the commands that train, once Lightning is
+    imported: importing it sets its loggers back to INFO."""
+    import logging
+
+    import lightning.pytorch  # noqa: F401  (already imported by the training code)
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*weights_only.*")
 
 
 def _version(value: bool) -> None:
@@ -222,6 +230,8 @@ def pretrain(
     """Self-supervised pretraining of a fusion network (no labels needed)."""
     from sarfuse.ssl.config import PretrainConfig
     from sarfuse.ssl.train import pretrain as run
+
+    _quiet_lightning()
 
     if resume and (out_dir / "config.json").exists():
         cfg = PretrainConfig.from_dict(json.loads((out_dir / "config.json").read_text()))
@@ -356,6 +366,8 @@ def experiment(
 ) -> None:
     """The paper's experiment: mIoU against labelled patches for each fusion and method."""
     from sarfuse.experiment import run_experiment
+
+    _quiet_lightning()
     from sarfuse.mapping.workflow import ProbeConfig
     from sarfuse.ssl.config import PretrainConfig
     from sarfuse.ssl.train import torch_device
@@ -390,6 +402,8 @@ def demo(
 ) -> None:
     """Run the whole chain on the embedded demo data and say where everything is."""
     from sarfuse.demo import run_demo
+
+    _quiet_lightning()
 
     summary = run_demo(out_dir, steps=steps, device=device, console=console)
     out.print(f"\ndemo finished in {summary['seconds']} s", style="bold green")

@@ -1,7 +1,8 @@
 """Segmentation scores from a confusion matrix: OA, AA, Cohen's kappa, mIoU, per-class IoU.
 
-Everything is derived from one integer confusion matrix (rows = truth, columns = prediction) so
-that scores of many batches or tiles add up exactly and can be checked by hand. Classes absent
+Everything is derived from one integer confusion matrix (rows = truth, columns = prediction,
+counted by torchmetrics) so that scores of many batches or tiles add up exactly and can be
+checked by hand; the tests check the scores against torchmetrics' own. Classes absent
 from the truth are reported and left out of the means (their recall and IoU are undefined).
 """
 
@@ -52,9 +53,12 @@ def confusion_matrix(
                 f"{name} holds class {int(bad[0])} outside 0..{num_classes - 1} "
                 f"(ignore index {ignore_index})",
             )
-    flat = t * num_classes + p  # (M,) row-major index into the K x K matrix
-    counts = torch.bincount(flat, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).cpu()
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+    if t.numel() == 0:  # torchmetrics wants at least one pixel
+        return torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    cm = multiclass_confusion_matrix(p, t, num_classes, validate_args=False)  # checked above
+    return cm.long().cpu()
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
