@@ -13,6 +13,7 @@ from sarfuse.mapping.probe import (
     load_classifier,
     predict_proba,
     save_classifier,
+    softmax_regression_gradients,
     train_classifier,
     train_linear_probe,
     train_random_forest,
@@ -49,6 +50,43 @@ def test_linear_probe_learns_separable_problem_in_a_few_epochs():
     assert proba.shape == (32, K, 8, 8)
     torch.testing.assert_close(proba.sum(1), torch.ones(32, 8, 8))
     assert _accuracy(proba, yt) > 0.95
+
+
+def test_closed_form_gradients_match_autograd():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 6, generator=g), torch.randint(0, K, (50,), generator=g)
+    w = torch.randn(K, 6, generator=g, requires_grad=True)
+    b = torch.randn(K, generator=g, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(x @ w.T + b, y)
+    loss.backward()
+    gw, gb, loss_sum = softmax_regression_gradients(x, y, w.detach(), b.detach())
+    torch.testing.assert_close(gw, w.grad)
+    torch.testing.assert_close(gb, b.grad)
+    torch.testing.assert_close(loss_sum / 50, loss.detach())
+
+
+def test_training_equals_torch_sgd_on_the_same_batches():
+    """The probe's update rule is torch.optim.SGD(lr, momentum) on cross-entropy, step for step."""
+    x, y = _problem(n=6)
+    probe, history = train_linear_probe(x, y, K, epochs=3, lr=0.05, batch_size=2, seed=4)
+    px, py, _ = labelled_pixels(x, y)
+    px = (px - probe.mean) / probe.std
+    ref = torch.nn.Linear(px.shape[1], K)
+    torch.nn.init.zeros_(ref.weight), torch.nn.init.zeros_(ref.bias)
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
+    gen, losses = torch.Generator().manual_seed(4), []
+    for _ in range(3):
+        total = 0.0
+        for idx in torch.randperm(len(py), generator=gen).chunk(3):  # ceil(6 patches / 2) steps
+            loss = torch.nn.functional.cross_entropy(ref(px[idx]), py[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        losses.append(total / len(py))
+    torch.testing.assert_close(probe.conv.weight.flatten(1), ref.weight.detach())
+    torch.testing.assert_close(probe.conv.bias, ref.bias.detach())
+    assert history == pytest.approx(losses, rel=1e-5)
 
 
 def test_ignored_pixels_do_not_contribute():
