@@ -352,7 +352,7 @@ def map_cmd(
 @friendly
 def experiment(
     data: DataArg = None,
-    labels: Annotated[str, typer.Option(help="Labelled patch counts.")] = "10,50,100",
+    labels: Annotated[str, typer.Option(help="Labelled patch counts.")] = "10,50",
     fusion: Annotated[str, typer.Option(help="Fusions to compare.")] = "early,intermediate,late",
     methods: Annotated[str, typer.Option(help="Methods to compare.")] = "pixel,mcl,dcca",
     seeds: Annotated[str, typer.Option(help="Seeds (splits and probes).")] = "0,1,2",
