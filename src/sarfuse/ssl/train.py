@@ -123,28 +123,31 @@ def pretrain(
     log = LossLog(run_dir / "loss.csv")
     accel = accelerator(config.device)
     several = accel == "gpu" and torch.cuda.device_count() > 1
-    trainer = L.Trainer(
-        accelerator=accel,
-        devices="auto",
-        # most methods leave some heads unused (MCL: the decoder), which plain DDP refuses
-        strategy="ddp_find_unused_parameters_true" if several else "auto",
-        # with --steps, enough epochs to reach them (the progress bar then shows a real total)
-        max_epochs=config.epochs if config.steps is None else -(-config.steps // len(sampler)),
-        max_steps=config.steps if config.steps is not None else -1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=progress,
-        callbacks=[log, AtomicCheckpoint(ckpt, config.ckpt_every)],  # a step's row, then its ckpt
-        use_distributed_sampler=False,  # CropBatchSampler splits the crops between ranks itself
-        default_root_dir=run_dir,
-        log_every_n_steps=1,
-    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
         # CropBatchSampler restarts mid-epoch exactly, which Lightning cannot know
         warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+        trainer = L.Trainer(
+            accelerator=accel,
+            devices="auto",
+            # most methods leave some heads unused (MCL: the decoder), which plain DDP refuses
+            strategy="ddp_find_unused_parameters_true" if several else "auto",
+            # with --steps, enough epochs to reach them (the progress bar then shows a real total)
+            max_epochs=config.epochs if config.steps is None else -(-config.steps // len(sampler)),
+            max_steps=config.steps if config.steps is not None else -1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            callbacks=[
+                log,
+                AtomicCheckpoint(ckpt, config.ckpt_every),
+            ],  # a step's row, then its ckpt
+            use_distributed_sampler=False,  # CropBatchSampler splits the crops between ranks itself
+            default_root_dir=run_dir,
+            log_every_n_steps=1,
+        )
         trainer.fit(module, loader, ckpt_path=ckpt if resume else None)
     from sarfuse.plots import plot_loss_curve
 
