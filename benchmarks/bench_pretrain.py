@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from sarfuse.contract import make_contract, superpixels_from_contract
+from sarfuse.data.bands import network_s2_bands
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.crops import CropBatchSampler, CropDataset
 from sarfuse.ssl.module import PretrainModule, context_size, view_margin
@@ -142,11 +143,14 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(torch_device(args.device))
     cfg = replace(PretrainConfig(), batch=args.batch, crop=args.crop, width=args.width)
+    # the default band list names the demo data's bands ("all"): spell them out for the tensors
+    cfg = replace(cfg, s2_bands=network_s2_bands(cfg.s2_bands, resolve_source(None).s2_bands()))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"{cfg.fusion}/{cfg.method}, crop {cfg.crop} (context {context_size(cfg)}), "
-        f"batch {cfg.batch}, width {cfg.width}, D {cfg.feat_dim}"
+        f"batch {cfg.batch}, width {cfg.width}, D {cfg.feat_dim}, "
+        f"{len(cfg.s1_bands)} S1 + {len(cfg.s2_bands)} S2 bands"
     )
     peak = matmul_peak(device, args.matmul)
     step = bench_step(cfg, device, args.steps, args.warmup)

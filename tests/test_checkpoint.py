@@ -17,8 +17,10 @@ from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.train import pretrain
 
 D = 8
-TINY = PretrainConfig(crop=16, batch=4, width=4, feat_dim=D, steps=2, patch_size=64)
 S2_BANDS = ("B2", "B3", "B4", "B8")
+TINY = PretrainConfig(
+    crop=16, batch=4, width=4, feat_dim=D, steps=2, patch_size=64, s2_bands=S2_BANDS
+)
 
 
 @pytest.fixture(scope="module")

@@ -52,15 +52,6 @@ def _csv_words(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def _s2_band_choice(text: str, data: list[Path] | None) -> tuple[str, ...]:
-    """``--s2-bands``: a comma-separated list, or ``all`` bands of the data but B10 (cirrus)."""
-    if text.strip().lower() != "all":
-        return tuple(_csv_words(text))
-    from sarfuse.ssl.train import resolve_source
-
-    return tuple(b for b in resolve_source(_data(data)).s2_bands() if b != "B10")
-
-
 def _close_progress_bars() -> None:
     """Close the bars an error interrupted, so that the error starts on a line of its own."""
     from tqdm import tqdm
@@ -175,6 +166,7 @@ def superpixels(
 ) -> None:
     """Compute (and cache) Felzenszwalb superpixels of every patch, in parallel."""
     from sarfuse.contract import make_contract
+    from sarfuse.data.bands import network_s2_bands
     from sarfuse.ssl.config import PretrainConfig
     from sarfuse.ssl.train import patch_dataset, resolve_source
     from sarfuse.superpixels import SuperpixelParams, compute_all
@@ -183,7 +175,14 @@ def superpixels(
     cfg = PretrainConfig()
     params = SuperpixelParams(scale=scale, sigma=sigma, min_size=min_size)
     contract = make_contract(
-        source.sensors, cfg.s1_bands, cfg.s2_bands, None, [params], patch_size, "early", "pixel"
+        source.sensors,
+        cfg.s1_bands,
+        network_s2_bands(cfg.s2_bands, source.s2_bands()),
+        None,
+        [params],
+        patch_size,
+        "early",
+        "pixel",
     )
     result = compute_all(patch_dataset(source, contract, superpixels=params), workers=workers)
     out.print(
@@ -218,10 +217,10 @@ def pretrain(
     s2_bands: Annotated[
         str,
         typer.Option(
-            help="S2 bands fed to the network (the paper's 4 by default; 'all': every band "
-            "the data has but the cirrus band B10)."
+            help="S2 bands fed to the network: 'all' (every band the data has but the cirrus "
+            "band B10) or a list, e.g. the paper's B2,B3,B4,B8."
         ),
-    ] = "B2,B3,B4,B8",
+    ] = "all",
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
@@ -248,7 +247,7 @@ def pretrain(
             patch_size=patch_size,
             stats=str(stats_file) if stats_file else None,
             ema=ema,
-            s2_bands=_s2_band_choice(s2_bands, data),
+            s2_bands=tuple(_csv_words(s2_bands)),
             device=device,
             seed=seed,
             workers=workers,

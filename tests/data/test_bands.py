@@ -12,6 +12,7 @@ from sarfuse.data.bands import (
     S2_STACKS,
     band_name,
     canonical_bands,
+    network_s2_bands,
     resolve_bands,
 )
 from sarfuse.errors import SarfuseError
@@ -55,3 +56,10 @@ def test_resolve_bands_positions():
 def test_resolve_bands_errors(names, sensor, available, message):
     with pytest.raises(SarfuseError, match=message):
         resolve_bands(names, sensor, available)
+
+
+def test_network_s2_bands_all_means_every_band_but_cirrus() -> None:
+    assert network_s2_bands(["all"], S2_BANDS) == S2_L2A_BANDS
+    assert network_s2_bands(("ALL",), ("B2", "B8", "B11")) == ("B2", "B8", "B11")
+    assert network_s2_bands(("B8", "B2"), S2_BANDS) == ("B8", "B2")  # a list is kept, in order
+    assert network_s2_bands(("all",), ()) == ()  # no S2 in the data

@@ -114,7 +114,7 @@ def test_single_sensor_data_pretrains_with_early_fusion(data, tmp_path, sensor):
     assert meta["sensors"] == [sensor]
     assert meta["s1_bands" if sensor == "s2" else "s2_bands"] == []
     channels = (meta["model"]["s1_channels"], meta["model"]["s2_channels"])
-    assert channels == ((2, 0) if sensor == "s1" else (0, 4))
+    assert channels == ((2, 0) if sensor == "s1" else (0, 12))  # every S2 band but B10
 
 
 def test_intermediate_fusion_on_s2_only_data_fails_before_any_work(data, tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ S2_L2A_BANDS: tuple[str, ...] = tuple(b for b in S2_BANDS if b != "B10")
 
 DEFAULT_S1_BANDS: tuple[str, ...] = ("VV", "VH")
 DEFAULT_S2_BANDS: tuple[str, ...] = ("B2", "B3", "B4", "B8")  # the paper's optical bands
+ALL_BANDS = "all"  # a band list of this one word: every S2 band the data holds but B10
 
 # native ground sampling distance in metres; every band is read on the 10 m grid
 RESOLUTION: dict[str, int] = {
@@ -85,3 +86,11 @@ def canonical_bands(names: Iterable[str], sensor: Sensor) -> tuple[str, ...]:
     """``names`` validated and in canonical spelling, in the order given."""
     full = SENSOR_BANDS[sensor]
     return tuple(full[i] for i in resolve_bands(names, sensor))
+
+
+def network_s2_bands(requested: Sequence[str], available: Sequence[str]) -> tuple[str, ...]:
+    """The S2 bands a network is fed: ``requested``, or for ``("all",)`` every band of
+    ``available`` but the cirrus band B10, which sees the upper atmosphere, not the ground."""
+    if [b.lower() for b in requested] == [ALL_BANDS]:
+        return tuple(b for b in available if b != "B10")
+    return tuple(requested)

@@ -41,7 +41,9 @@ class PretrainConfig:
     sp_min_size: int = 30  # Felzenszwalb min_size (paper)
     patch_size: int = 256  # scenes are cut into patches of this size
     s1_bands: tuple[str, ...] = ("VV", "VH")  # SAR bands fed to the network
-    s2_bands: tuple[str, ...] = ("B2", "B3", "B4", "B8")  # optical bands fed to the network (paper)
+    # optical bands fed to the network: ("all",) = every band the data has but B10, the same
+    # information as the raw-band baselines; the paper's four 10 m bands are B2, B3, B4, B8
+    s2_bands: tuple[str, ...] = ("all",)
     stats: str | None = None  # JSON from `sarfuse stats`; None = the paper's DFC2020 statistics
     seed: int = 0  # seeds torch, numpy and python
     device: Device = "auto"  # cuda when present

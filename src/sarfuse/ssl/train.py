@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sarfuse.contract import make_contract, normaliser_from_contract, superpixels_from_contract
+from sarfuse.data.bands import network_s2_bands
 from sarfuse.data.dataset import PatchDataset
 from sarfuse.data.demo import demo_data
 from sarfuse.data.layouts import DataSource, discover
@@ -87,7 +88,7 @@ def pretrain(
     contract = make_contract(
         sensors,
         config.s1_bands,
-        config.s2_bands,
+        network_s2_bands(config.s2_bands, source.s2_bands()),
         config.stats,
         sp,
         config.patch_size,
