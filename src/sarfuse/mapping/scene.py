@@ -117,6 +117,11 @@ def map_files(
             probabilities_path=out.with_name(out.stem + "_proba.tif") if probabilities else None,
             progress=progress,
         )
+    if not any(result["class_pixels"].values()):  # whole-file reads refuse this, windows cannot
+        raise SarfuseError(
+            ", ".join(str(p) for p in (s1, s2) if p is not None),
+            f"no valid pixel (all NaN or nodata), so {out} is nodata everywhere",
+        )
     if quicklook:
         label = Path(label) if label is not None else None
         result["quicklook"] = str(write_quicklook(out, scheme, sample, label))
