@@ -82,12 +82,13 @@ def _build_probes(workdir: str, kinds: tuple[str, ...], device: str) -> dict[str
     """Pretrain a tiny network and probe it (and raw bands) on the demo data; reuse if present."""
     from sarfuse.mapping.workflow import ProbeConfig, run_probe
     from sarfuse.ssl.config import PretrainConfig
-    from sarfuse.ssl.train import pretrain, resolve_source
+    from sarfuse.ssl.train import pretrain, quiet_lightning, resolve_source
 
     root = Path(workdir)
     ckpt = root / "pretrain" / "last.ckpt"
     if "pretrained" in kinds and not ckpt.exists():
         cfg = PretrainConfig(steps=5, width=8, feat_dim=16, device=device)
+        quiet_lightning()
         pretrain(None, ckpt.parent, cfg, progress=False)
     source = resolve_source(None)
     probes = {}

@@ -28,7 +28,7 @@ from sarfuse.mapping.workflow import (
     run_probe,
 )
 from sarfuse.ssl.config import PretrainConfig
-from sarfuse.ssl.train import pretrain
+from sarfuse.ssl.train import pretrain, quiet_lightning
 
 CHIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"
 
@@ -80,6 +80,7 @@ def main() -> None:
             {"fusion": args.fusion, "steps": args.steps, "patch_size": 128,
              "crops_per_patch": 64, **_overrides(args.set)}
         )  # fmt: skip
+        quiet_lightning()
         pretrain(CHIP, run, cfg, progress=False)
     t_pre = time.perf_counter() - t0
     ckpt = run / "last.ckpt"

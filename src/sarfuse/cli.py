@@ -87,17 +87,6 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*weights_only.*")
 
 
-def _quiet_lightning() -> None:
-    """No Lightning banners or tips. Called by the commands that train, once Lightning is
-    imported: importing it sets its loggers back to INFO."""
-    import logging
-
-    import lightning.pytorch  # noqa: F401  (already imported by the training code)
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def _version(value: bool) -> None:
     if value:
         out.print(f"sarfuse {__version__}")
@@ -229,8 +218,9 @@ def pretrain(
     """Self-supervised pretraining of a fusion network (no labels needed)."""
     from sarfuse.ssl.config import PretrainConfig
     from sarfuse.ssl.train import pretrain as run
+    from sarfuse.ssl.train import quiet_lightning
 
-    _quiet_lightning()
+    quiet_lightning()
 
     if resume and (out_dir / "config.json").exists():
         cfg = PretrainConfig.from_dict(json.loads((out_dir / "config.json").read_text()))
@@ -365,8 +355,9 @@ def experiment(
 ) -> None:
     """The paper's experiment: mIoU against labelled patches for each fusion and method."""
     from sarfuse.experiment import run_experiment
+    from sarfuse.ssl.train import quiet_lightning
 
-    _quiet_lightning()
+    quiet_lightning()
     from sarfuse.mapping.workflow import ProbeConfig
     from sarfuse.ssl.config import PretrainConfig
     from sarfuse.ssl.train import torch_device
@@ -401,8 +392,9 @@ def demo(
 ) -> None:
     """Run the whole chain on the embedded demo data and say where everything is."""
     from sarfuse.demo import run_demo
+    from sarfuse.ssl.train import quiet_lightning
 
-    _quiet_lightning()
+    quiet_lightning()
 
     summary = run_demo(out_dir, steps=steps, device=device, console=console)
     out.print(f"\ndemo finished in {summary['seconds']} s", style="bold green")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +203,17 @@ def _first_last_loss(path: Path, window: int = 10) -> tuple[float | None, float 
         return None, None
     w = max(1, min(window, len(losses) // 2))
     return sum(losses[:w]) / w, sum(losses[-w:]) / w
+
+
+def quiet_lightning() -> None:
+    """No Lightning banners or tips on the terminal, for commands and scripts that train.
+
+    Importing Lightning sets its loggers to INFO, so this runs after the import (done above).
+    """
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Lightning's own use of a torch API that torch deprecated: nothing a user can act on
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
 def torch_device(device: str) -> str:
