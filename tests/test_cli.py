@@ -427,3 +427,20 @@ def test_demo_announces_files_that_exist(tmp_path: Path, monkeypatch) -> None:
     with rasterio.open(summary["map"]) as dst:
         assert dst.dtypes == ("uint8",) and dst.crs is not None
     assert 0.0 <= summary["mIoU"] <= 1.0
+
+
+def test_experiment_passes_its_band_choice_on(tmp_path: Path, monkeypatch) -> None:
+    seen = {}
+
+    def fake_run(data, out, labels, fusions, methods, seeds, pretrain_config, probe_config, **kw):
+        seen.update(bands=pretrain_config.s2_bands, labels=labels, seeds=seeds)
+        (Path(out) / "summary.md").parent.mkdir(parents=True, exist_ok=True)
+        (Path(out) / "summary.md").write_text("| table |\n")
+        return []
+
+    monkeypatch.setattr("sarfuse.experiment.run_experiment", fake_run)
+    args = ("--labels", "10,50", "--seeds", "0", "--out", tmp_path / "exp")
+    assert invoke("experiment", *args).exit_code == 0
+    assert seen == {"bands": ("all",), "labels": [10, 50], "seeds": [0]}
+    assert invoke("experiment", *args, "--s2-bands", "B2,B3,B4,B8").exit_code == 0
+    assert seen["bands"] == ("B2", "B3", "B4", "B8")

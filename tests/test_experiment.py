@@ -15,7 +15,7 @@ from rich.console import Console
 from sarfuse.data.layouts import discover
 from sarfuse.data.synth import generate
 from sarfuse.errors import SarfuseError
-from sarfuse.experiment import COLUMNS, model_grid, run_experiment, summarise
+from sarfuse.experiment import COLUMNS, check_reusable, model_grid, run_experiment, summarise
 from sarfuse.mapping.features import PatchFeatures
 from sarfuse.mapping.metrics import scores
 from sarfuse.mapping.scene import load_mapper
@@ -113,6 +113,20 @@ def test_a_finished_pretraining_is_reused(data: Path, experiment) -> None:
     assert len(again) == 3 * 2
     for r in again:  # same network, same labels (so the same splits): the same scores
         assert r["mIoU"] == pytest.approx(first[(r["method"], r["n_labels"], r["seed"])])
+
+
+def test_a_pretraining_with_other_settings_is_not_reused(data: Path, experiment) -> None:
+    out = experiment[0]
+    run = out / "pretrain" / "intermediate-pixel"
+    stamp = (run / "last.ckpt").stat().st_mtime_ns
+    with pytest.raises(SarfuseError, match=r"s2_bands \('all',\) \(now \('B2', 'B8'\)\)"):
+        run_experiment(
+            data, out, [1], seeds=[0], pretrain_config=replace(TINY, s2_bands=("B2", "B8")),
+            probe_config=PROBE, console=Console(file=io.StringIO()), **GRID,
+        )  # fmt: skip
+    assert (run / "last.ckpt").stat().st_mtime_ns == stamp
+    # where and how fast it trains is no setting of what it learns
+    check_reusable(run, replace(TINY, fusion="intermediate", method="pixel", workers=1))
 
 
 @pytest.mark.parametrize("method", ["random", "pixel"])

@@ -33,6 +33,13 @@ ClassesOpt = Annotated[
     Path | None, typer.Option("--classes", help="Class scheme JSON for your own labels.")
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
+S2BandsOpt = Annotated[
+    str,
+    typer.Option(
+        help="S2 bands fed to the network: 'all' (every band the data has but the cirrus band "
+        "B10) or a list, e.g. the paper's B2,B3,B4,B8."
+    ),
+]
 
 
 def _data(data: list[Path] | None):
@@ -203,13 +210,7 @@ def pretrain(
         Path | None, typer.Option("--stats", help="Statistics JSON from `sarfuse stats`.")
     ] = None,
     ema: Annotated[float, typer.Option(help="EMA teacher momentum (0 = off).")] = 0.0,
-    s2_bands: Annotated[
-        str,
-        typer.Option(
-            help="S2 bands fed to the network: 'all' (every band the data has but the cirrus "
-            "band B10) or a list, e.g. the paper's B2,B3,B4,B8."
-        ),
-    ] = "all",
+    s2_bands: S2BandsOpt = "all",
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
@@ -349,6 +350,7 @@ def experiment(
         "runs/experiment"
     ),
     steps: Annotated[int, typer.Option(help="Pretraining steps per model.")] = 150,
+    s2_bands: S2BandsOpt = "all",
     patch_size: Annotated[int, typer.Option(help="Patch side for the probe.")] = 64,
     n_eval: Annotated[int | None, typer.Option(help="Fixed evaluation patches.")] = None,
     device: DeviceOpt = "auto",
@@ -369,7 +371,7 @@ def experiment(
         _csv_words(fusion),
         _csv_words(methods),
         _csv_ints(seeds, "--seeds"),
-        PretrainConfig(steps=steps, device=device),
+        PretrainConfig(steps=steps, device=device, s2_bands=tuple(_csv_words(s2_bands))),
         ProbeConfig(patch_size=patch_size, device=torch_device(device)),
         n_eval=n_eval,
         console=console,

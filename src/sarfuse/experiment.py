@@ -7,7 +7,7 @@ splits, beside the ``raw`` (bands + indices) and ``random`` (untrained network) 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,27 @@ def model_grid(
     return grid
 
 
+RUN_ONLY = ("device", "workers", "ckpt_every")  # where and how a run trains, not what it learns
+
+
+def check_reusable(run_dir: Path, config: PretrainConfig) -> None:
+    """Refuse to reuse a finished pretraining done with other settings: its scores would be
+    reported under the settings asked for now (say, after the default band list changed)."""
+    try:
+        saved = asdict(PretrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())))
+    except (OSError, ValueError) as err:
+        raise SarfuseError(
+            run_dir / "config.json", f"cannot read the run's settings: {err}"
+        ) from err
+    wanted = asdict(config)
+    changed = [k for k in wanted if k not in RUN_ONLY and saved.get(k) != wanted[k]]
+    if changed:
+        was = ", ".join(f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in changed)
+        raise SarfuseError(
+            run_dir, f"was pretrained with other settings: {was}; remove it or use another --out"
+        )
+
+
 def run_experiment(
     data,
     out: str | Path,
@@ -60,11 +81,12 @@ def run_experiment(
     for fusion, method in grid:
         run_dir = out / "pretrain" / f"{fusion}-{method}"
         ckpt = run_dir / "last.ckpt"
+        cfg = replace(pretrain_config, fusion=fusion, method=method)
         if (run_dir / "done").exists():
+            check_reusable(run_dir, cfg)
             say(f"reusing {ckpt}")
         else:
             say(f"pretraining {fusion}/{method} -> {run_dir}")
-            cfg = replace(pretrain_config, fusion=fusion, method=method)
             pretrain(data, run_dir, cfg, resume=ckpt.exists())
             (run_dir / "done").write_text("ok\n")
         checkpoints[(fusion, method)] = ckpt
