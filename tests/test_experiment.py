@@ -15,13 +15,14 @@ from rich.console import Console
 from sarfuse.data.layouts import discover
 from sarfuse.data.synth import generate
 from sarfuse.errors import SarfuseError
-from sarfuse.experiment import COLUMNS, check_reusable, model_grid, run_experiment, summarise
+from sarfuse.experiment import COLUMNS, model_grid, run_experiment, summarise
 from sarfuse.mapping.features import PatchFeatures
 from sarfuse.mapping.metrics import scores
 from sarfuse.mapping.scene import load_mapper
 from sarfuse.mapping.splits import load_split
 from sarfuse.mapping.workflow import ProbeConfig, evaluate, open_patches
 from sarfuse.ssl.config import PretrainConfig
+from sarfuse.ssl.train import check_reusable
 
 TINY = PretrainConfig(crop=16, batch=4, width=4, feat_dim=8, steps=2, patch_size=64, device="cpu")
 PROBE = ProbeConfig(patch_size=64, epochs=5)

@@ -12,17 +12,30 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from sarfuse.data.demo import demo_data
 from sarfuse.data.layouts import discover
+from sarfuse.errors import SarfuseError
 from sarfuse.mapping.metrics import format_table
 from sarfuse.mapping.scene import map_files
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
 from sarfuse.ssl.config import PretrainConfig
-from sarfuse.ssl.train import pretrain, torch_device
+from sarfuse.ssl.train import check_reusable, pretrain, torch_device
 
 DEMO_STEPS = 150  # pretraining steps of the demo (about two minutes on 2 CPU cores)
 DEMO_LABELS = 10  # labelled 64x64 patches for the probe
+
+
+def _reusable(run_dir: Path, cfg: PretrainConfig, say) -> bool:
+    """The demo's own finished pretraining, if trained as asked; else it is cleared to redo."""
+    try:
+        check_reusable(run_dir, cfg)
+        return True
+    except SarfuseError as err:
+        say(escape(f"{run_dir} {err.problem.split(';')[0]}: training it again"))
+        shutil.rmtree(run_dir)
+        return False
 
 
 def run_demo(
@@ -39,11 +52,11 @@ def run_demo(
     data = demo_data("dfc2020")
     say(f"[bold]1/4[/] demo data (synthetic Sentinel-1 + Sentinel-2, DFC2020 layout): {data}")
     run_dir = out / "pretrain"
-    if (run_dir / "done").exists():
+    cfg = PretrainConfig(fusion="intermediate", method="pixel", steps=steps, device=device)
+    if (run_dir / "done").exists() and _reusable(run_dir, cfg, say):
         say(f"[bold]2/4[/] reusing the pretrained network in {run_dir}")
     else:
         say(f"[bold]2/4[/] superpixels + self-supervised pretraining ({steps} steps, no labels)")
-        cfg = PretrainConfig(fusion="intermediate", method="pixel", steps=steps, device=device)
         pretrain(data, run_dir, cfg, resume=(run_dir / "last.ckpt").exists())
         (run_dir / "done").write_text("ok\n")
     ckpt = run_dir / "last.ckpt"

@@ -7,7 +7,7 @@ splits, beside the ``raw`` (bands + indices) and ``random`` (untrained network) 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from sarfuse.mapping.splits import few_label_split
 from sarfuse.mapping.workflow import ProbeConfig, open_patches, patch_labels, run_probe
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.methods import valid_combinations
-from sarfuse.ssl.train import pretrain, resolve_source
+from sarfuse.ssl.train import check_reusable, pretrain, resolve_source
 
 COLUMNS = ("method", "fusion", "n_labels", "seed", "OA", "AA", "kappa", "mIoU")
 
@@ -36,27 +36,6 @@ def model_grid(
             None, f"no valid fusion x method pair in {fusions} x {methods} for {sensors}"
         )
     return grid
-
-
-RUN_ONLY = ("device", "workers", "ckpt_every")  # where and how a run trains, not what it learns
-
-
-def check_reusable(run_dir: Path, config: PretrainConfig) -> None:
-    """Refuse to reuse a finished pretraining done with other settings: its scores would be
-    reported under the settings asked for now (say, after the default band list changed)."""
-    try:
-        saved = asdict(PretrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())))
-    except (OSError, ValueError) as err:
-        raise SarfuseError(
-            run_dir / "config.json", f"cannot read the run's settings: {err}"
-        ) from err
-    wanted = asdict(config)
-    changed = [k for k in wanted if k not in RUN_ONLY and saved.get(k) != wanted[k]]
-    if changed:
-        was = ", ".join(f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in changed)
-        raise SarfuseError(
-            run_dir, f"was pretrained with other settings: {was}; remove it or use another --out"
-        )
 
 
 def run_experiment(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
@@ -203,6 +204,27 @@ def _first_last_loss(path: Path, window: int = 10) -> tuple[float | None, float 
         return None, None
     w = max(1, min(window, len(losses) // 2))
     return sum(losses[:w]) / w, sum(losses[-w:]) / w
+
+
+RUN_ONLY = ("device", "workers", "ckpt_every")  # where and how a run trains, not what it learns
+
+
+def check_reusable(run_dir: Path, config: PretrainConfig) -> None:
+    """Refuse to reuse a finished pretraining done with other settings: its scores would be
+    reported under the settings asked for now (say, after the default band list changed)."""
+    try:
+        saved = asdict(PretrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())))
+    except (OSError, ValueError) as err:
+        raise SarfuseError(
+            run_dir / "config.json", f"cannot read the run's settings: {err}"
+        ) from err
+    wanted = asdict(config)
+    changed = [k for k in wanted if k not in RUN_ONLY and saved.get(k) != wanted[k]]
+    if changed:
+        was = ", ".join(f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in changed)
+        raise SarfuseError(
+            run_dir, f"was pretrained with other settings: {was}; remove it or use another --out"
+        )
 
 
 def quiet_lightning() -> None:
