@@ -21,7 +21,7 @@ from sarfuse.mapping.metrics import format_table
 from sarfuse.mapping.scene import map_files
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
 from sarfuse.ssl.config import PretrainConfig
-from sarfuse.ssl.train import check_reusable, pretrain, torch_device
+from sarfuse.ssl.train import changed_settings, pretrain, torch_device
 
 DEMO_STEPS = 150  # pretraining steps of the demo (about two minutes on 2 CPU cores)
 DEMO_LABELS = 10  # labelled 64x64 patches for the probe
@@ -30,12 +30,14 @@ DEMO_LABELS = 10  # labelled 64x64 patches for the probe
 def _reusable(run_dir: Path, cfg: PretrainConfig, say) -> bool:
     """The demo's own finished pretraining, if trained as asked; else it is cleared to redo."""
     try:
-        check_reusable(run_dir, cfg)
+        changed = changed_settings(run_dir, cfg)
+    except SarfuseError as err:  # unreadable settings: as good as changed
+        changed = err.problem
+    if changed is None:
         return True
-    except SarfuseError as err:
-        say(escape(f"{run_dir} {err.problem.split(';')[0]}: training it again"))
-        shutil.rmtree(run_dir)
-        return False
+    say(escape(f"{run_dir} {changed}: training it again"))
+    shutil.rmtree(run_dir)
+    return False
 
 
 def run_demo(

@@ -209,9 +209,11 @@ def _first_last_loss(path: Path, window: int = 10) -> tuple[float | None, float 
 RUN_ONLY = ("device", "workers", "ckpt_every")  # where and how a run trains, not what it learns
 
 
-def check_reusable(run_dir: Path, config: PretrainConfig) -> None:
-    """Refuse to reuse a finished pretraining done with other settings: its scores would be
-    reported under the settings asked for now (say, after the default band list changed)."""
+def changed_settings(run_dir: Path, config: PretrainConfig) -> str | None:
+    """How the settings a run was pretrained with differ from ``config`` (None: they do not).
+
+    Raises :class:`SarfuseError` when the run's ``config.json`` cannot be read.
+    """
     try:
         saved = asdict(PretrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())))
     except (OSError, ValueError) as err:
@@ -220,11 +222,18 @@ def check_reusable(run_dir: Path, config: PretrainConfig) -> None:
         ) from err
     wanted = asdict(config)
     changed = [k for k in wanted if k not in RUN_ONLY and saved.get(k) != wanted[k]]
+    if not changed:
+        return None
+    was = ", ".join(f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in changed)
+    return f"was pretrained with other settings: {was}"
+
+
+def check_reusable(run_dir: Path, config: PretrainConfig) -> None:
+    """Refuse to reuse a finished pretraining done with other settings: its scores would be
+    reported under the settings asked for now (say, after the default band list changed)."""
+    changed = changed_settings(run_dir, config)
     if changed:
-        was = ", ".join(f"{k} {saved.get(k)!r} (now {wanted[k]!r})" for k in changed)
-        raise SarfuseError(
-            run_dir, f"was pretrained with other settings: {was}; remove it or use another --out"
-        )
+        raise SarfuseError(run_dir, f"{changed}; remove it or use another --out")
 
 
 def quiet_lightning() -> None:
