@@ -90,7 +90,6 @@ def _quiet_libraries() -> None:
     """Keep the terminal for sarfuse's own progress: no library warnings of no use to a user."""
     import warnings
 
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*weights_only.*")
 
 
@@ -357,12 +356,11 @@ def experiment(
 ) -> None:
     """The paper's experiment: mIoU against labelled patches for each fusion and method."""
     from sarfuse.experiment import run_experiment
-    from sarfuse.ssl.train import quiet_lightning
-
-    quiet_lightning()
     from sarfuse.mapping.workflow import ProbeConfig
     from sarfuse.ssl.config import PretrainConfig
-    from sarfuse.ssl.train import torch_device
+    from sarfuse.ssl.train import quiet_lightning, torch_device
+
+    quiet_lightning()
 
     run_experiment(
         _data(data),

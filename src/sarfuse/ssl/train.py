@@ -143,10 +143,8 @@ def pretrain(
             enable_checkpointing=False,
             enable_model_summary=False,
             enable_progress_bar=progress,
-            callbacks=[
-                log,
-                AtomicCheckpoint(ckpt, config.ckpt_every),
-            ],  # a step's row, then its ckpt
+            # a step's row, then its checkpoint
+            callbacks=[log, AtomicCheckpoint(ckpt, config.ckpt_every)],
             use_distributed_sampler=False,  # CropBatchSampler splits the crops between ranks itself
             default_root_dir=run_dir,
             log_every_n_steps=1,
