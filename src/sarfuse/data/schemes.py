@@ -22,16 +22,72 @@ IGNORE_INDEX = 255  # the class index of pixels without a (usable) label
 
 
 @dataclass(frozen=True)
+class PseudoRule:
+    """A spectral-index condition that marks a pixel as confidently of one class.
+
+    ``index`` names an index of :mod:`sarfuse.data.indices`; the pixel must lie ``above`` and/or
+    ``below`` the given thresholds (raw index units: dB for ``mean_sar``).
+    """
+
+    index: str
+    above: float | None = None
+    below: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.above is None and self.below is None:
+            raise SarfuseError(None, f"pseudo rule on {self.index!r} needs 'above' or 'below'")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PseudoRule:
+        extra = set(data) - {"index", "above", "below"}
+        if extra:
+            raise SarfuseError(None, f"pseudo rule: unknown keys {sorted(extra)}")
+        return cls(
+            str(data["index"]),
+            None if data.get("above") is None else float(data["above"]),
+            None if data.get("below") is None else float(data["below"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index}
+        out.update(
+            {k: v for k, v in (("above", self.above), ("below", self.below)) if v is not None}
+        )
+        return out
+
+
+@dataclass(frozen=True)
 class ClassDef:
-    """One class: its raw value in label files, its name and a ``#rrggbb`` colour."""
+    """One class: its raw value in label files, its name, a ``#rrggbb`` colour and, optionally,
+    index rules that give it sparse pseudo labels (all rules whose index is available must hold).
+    """
 
     value: int
     name: str
     color: str
+    pseudo: tuple[PseudoRule, ...] = ()
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"#[0-9a-fA-F]{6}", self.color):
             raise SarfuseError(None, f"class {self.name!r}: colour {self.color!r} is not #rrggbb")
+        object.__setattr__(self, "pseudo", tuple(self.pseudo))
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"value": self.value, "name": self.name, "color": self.color}
+        if self.pseudo:
+            out["pseudo"] = [r.to_json() for r in self.pseudo]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClassDef:
+        rules = data.get("pseudo") or []
+        rules = [rules] if isinstance(rules, Mapping) else list(rules)
+        return cls(
+            int(data["value"]),
+            str(data["name"]),
+            str(data["color"]),
+            tuple(PseudoRule.from_json(r) for r in rules),
+        )
 
     @property
     def rgb(self) -> tuple[int, int, int]:
@@ -114,16 +170,17 @@ class ClassScheme:
         return {
             "name": self.name,
             "ignore": list(self.ignore),
-            "classes": [{"value": c.value, "name": c.name, "color": c.color} for c in self.classes],
+            "classes": [c.to_json() for c in self.classes],
             "lookup": {str(k): v for k, v in self.lookup.items()},
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], name: str = "custom") -> ClassScheme:
-        """Build from ``{"ignore": 255, "classes": [{"value", "name", "color"}, ...]}``."""
-        classes = [
-            ClassDef(int(c["value"]), str(c["name"]), str(c["color"])) for c in data["classes"]
-        ]
+        """Build from ``{"ignore": 255, "classes": [{"value", "name", "color"}, ...]}``.
+
+        A class may add ``"pseudo": {"index": "ndwi", "above": 0.3}`` (or a list of such rules).
+        """
+        classes = [ClassDef.from_json(c) for c in data["classes"]]
         ignore = data.get("ignore", IGNORE_INDEX)
         return cls(
             name=str(data.get("name", name)),
@@ -153,14 +210,23 @@ def load_scheme(path: str | Path) -> ClassScheme:
         raise SarfuseError(path, err.problem) from err
 
 
-def _classes(spec: Sequence[tuple[int, str, str]]) -> tuple[ClassDef, ...]:
-    return tuple(ClassDef(v, n, c) for v, n, c in spec)
+def _classes(spec: Sequence[tuple]) -> tuple[ClassDef, ...]:
+    return tuple(ClassDef(*c) for c in spec)
+
+
+# Pseudo-label rules (raw index units). Water: open water is dark in SAR (< -18 dB mean VV/VH)
+# and has a positive NDWI; land is brighter than -15 dB and has NDWI < -0.1. Dense vegetation
+# (NDVI > 0.7) is taken as forest and bare soil (DBSI > 0.2, NDVI < 0.1) as barren land; the
+# other DFC classes are not separable by an index alone and get pseudo labels only from
+# self-training. Rules of one class must all hold where their index can be computed.
+WATER_RULES = (PseudoRule("ndwi", above=0.2), PseudoRule("mean_sar", below=-18.0))
+LAND_RULES = (PseudoRule("ndwi", below=-0.1), PseudoRule("mean_sar", above=-15.0))
 
 
 DFC2020 = ClassScheme(
     "dfc2020",
     _classes([
-        (1, "Forest", "#009900"),
+        (1, "Forest", "#009900", (PseudoRule("ndvi", above=0.7), *LAND_RULES)),
         (2, "Shrubland", "#c6b044"),
         (3, "Savanna", "#fbff13"),
         (4, "Grassland", "#b6ff05"),
@@ -168,8 +234,8 @@ DFC2020 = ClassScheme(
         (6, "Croplands", "#c24f44"),
         (7, "Urban/Built-up", "#a5a5a5"),
         (8, "Snow/Ice", "#69fff8"),
-        (9, "Barren", "#f9ffa4"),
-        (10, "Water", "#1c0dff"),
+        (9, "Barren", "#f9ffa4", (PseudoRule("dbsi", above=0.2), PseudoRule("ndvi", below=0.1))),
+        (10, "Water", "#1c0dff", WATER_RULES),
     ]),
     ignore=(0, 255),
 )  # fmt: skip
@@ -191,7 +257,7 @@ IGBP = ClassScheme(
 
 SEN1FLOODS11 = ClassScheme(
     "sen1floods11",
-    _classes([(0, "Not water", "#d9d9a0"), (1, "Water", "#1c0dff")]),
+    _classes([(0, "Not water", "#d9d9a0", LAND_RULES), (1, "Water", "#1c0dff", WATER_RULES)]),
     ignore=(-1,),
 )
 

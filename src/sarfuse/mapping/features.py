@@ -1,7 +1,11 @@
-"""Per-pixel features for the probe: a frozen network's, a random network's, or raw bands.
+"""Per-pixel features for the probe: a frozen network's, a random network's, raw bands, or a
+network's features with the raw bands beside them (``pretrained+raw``: the network's input
+bands keep full-resolution detail at edges that the network's features blur).
 
-All three go through the same code so that baselines differ from the method only in the
-features, never in the pixels, the classifier or the evaluation.
+All go through the same code so that baselines differ from the method only in the features,
+never in the pixels, the classifier or the evaluation. Channels are always laid out as
+``[network features | raw bands | indices]`` (the parts a kind has), so the columns of any kind
+can be cut out of ``pretrained+raw`` features (:func:`feature_columns`).
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from sarfuse.checkpoint import Pretrained, load_pretrained
 from sarfuse.contract import check_source, make_contract
 from sarfuse.data.bands import S1_BANDS
 from sarfuse.data.layouts import DataSource
+from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 
-FeatureKind = Literal["pretrained", "random", "raw"]
+FeatureKind = Literal["pretrained", "random", "raw", "pretrained+raw"]
+NETWORK_KINDS = ("pretrained", "random", "pretrained+raw")  # kinds that need a checkpoint
 RAW_S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
 
 
@@ -27,18 +33,18 @@ class FeatureMaker:
     """Turn a batch dict of normalised patches into features (B, C, H, W) on the CPU."""
 
     def __init__(self, kind: FeatureKind, net: Pretrained | None, device: str = "cpu") -> None:
-        if kind != "raw" and net is None:
+        if kind in NETWORK_KINDS and net is None:
             raise SarfuseError(None, f"--features {kind} needs a --checkpoint")
         self.kind, self.device = kind, device
-        self.net = net.to(device) if net is not None and kind != "raw" else None
+        self.net = net.to(device) if net is not None and kind in NETWORK_KINDS else None
 
     @torch.no_grad()
     def __call__(self, batch: dict) -> torch.Tensor:
         parts = []
-        if self.net is None:
-            parts += [batch[s] for s in ("s1", "s2") if s in batch]
-        else:
+        if self.net is not None:
             parts.append(self.net(batch.get("s1"), batch.get("s2")).float().cpu())
+        if self.kind in ("raw", "pretrained+raw"):
+            parts += [batch[s] for s in ("s1", "s2") if s in batch]
         if "indices" in batch:
             parts.append(batch["indices"])
         return torch.cat(parts, 1)
@@ -70,6 +76,15 @@ def feature_setup(
     return FeatureMaker(kind, net, device), net.contract
 
 
+def feature_columns(kind: FeatureKind, net_dim: int, raw_dim: int, n_indices: int) -> list[int]:
+    """Channels of ``kind`` within ``pretrained+raw`` features laid out [net | raw | indices]."""
+    net = list(range(net_dim))
+    raw = list(range(net_dim, net_dim + raw_dim))
+    idx = list(range(net_dim + raw_dim, net_dim + raw_dim + n_indices))
+    parts = {"raw": raw, "pretrained": net, "random": net, "pretrained+raw": net + raw}
+    return parts[kind] + idx
+
+
 def _raw_s2_bands(source: DataSource) -> list[str]:
     """All S2 bands the data has (but the cirrus band B10, absent from L2A), for raw baselines."""
     names = source.s2_bands()
@@ -85,10 +100,15 @@ class PatchFeatures:
 
     def __init__(self, patches, maker: FeatureMaker, cache: bool = False, batch_size: int = 8):
         self.patches, self.maker, self.cache, self.batch_size = patches, maker, cache, batch_size
-        self._store: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._store: dict[int, tuple[torch.Tensor, ...]] = {}
 
     def batches(self, indices: Sequence[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (features (B, C, H, W), labels (B, H, W)) over the patches ``indices``."""
+        for feats, labels, _ in self.batches_with_valid(indices):
+            yield feats, labels
+
+    def batches_with_valid(self, indices: Sequence[int]) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Yield (features (B, C, H, W), labels (B, H, W), valid (B, H, W)) over ``indices``."""
         indices = list(indices)
         missing = [i for i in indices if i not in self._store]
         if not self.cache or not missing:
@@ -101,16 +121,19 @@ class PatchFeatures:
             self._store[i] = pair
         yield from self._from_store(indices)
 
-    def _from_store(self, indices: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _from_store(self, indices: list[int]) -> Iterator[tuple[torch.Tensor, ...]]:
         for start in range(0, len(indices), self.batch_size):
             part = [self._store[i] for i in indices[start : start + self.batch_size]]
-            yield torch.stack([f for f, _ in part]), torch.stack([y for _, y in part])
+            yield tuple(torch.stack(column) for column in zip(*part, strict=True))
 
-    def _per_patch(self, indices: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for feats, labels in self._compute(indices):
-            yield from zip(feats, labels, strict=True)
+    def _per_patch(self, indices: list[int]) -> Iterator[tuple[torch.Tensor, ...]]:
+        for batch in self._compute(indices):
+            yield from zip(*batch, strict=True)
 
-    def _compute(self, indices: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _compute(self, indices: list[int]) -> Iterator[tuple[torch.Tensor, ...]]:
         subset = Subset(self.patches, indices)
         for batch in DataLoader(subset, batch_size=self.batch_size, shuffle=False):
-            yield self.maker(batch), batch["label"]
+            labels = batch.get("label")
+            if labels is None:  # unlabelled data: every pixel ignored
+                labels = torch.full(batch["valid"].shape, IGNORE_INDEX, dtype=torch.int64)
+            yield self.maker(batch), labels, batch["valid"]

@@ -17,6 +17,7 @@ import torch
 from sarfuse.errors import SarfuseError
 
 ArrayLike = torch.Tensor | np.ndarray
+EDGE_WIDTH = 2  # pixels from a class edge that count as "edge" in the error split
 
 
 def _as_tensor(x: ArrayLike) -> torch.Tensor:
@@ -59,6 +60,21 @@ def confusion_matrix(
         return torch.zeros(num_classes, num_classes, dtype=torch.int64)
     cm = multiclass_confusion_matrix(p, t, num_classes, validate_args=False)  # checked above
     return cm.long().cpu()
+
+
+def edge_mask(labels: np.ndarray, width: int = EDGE_WIDTH, ignore_index: int = 255) -> np.ndarray:
+    """Labelled pixels with another labelled class within ``width`` px (Chebyshev distance).
+
+    ``labels`` is (H, W) or (B, H, W); ignored pixels are never edge pixels and never make one.
+    """
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    lab = np.asarray(labels).astype(np.int64)
+    ignored = lab == ignore_index
+    size = [1] * (lab.ndim - 2) + [2 * width + 1] * 2
+    low = minimum_filter(np.where(ignored, np.iinfo(np.int64).max, lab), size=size, mode="nearest")
+    high = maximum_filter(np.where(ignored, -1, lab), size=size, mode="nearest")
+    return ~ignored & ((low < lab) | (high > lab))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

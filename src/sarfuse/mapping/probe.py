@@ -132,19 +132,25 @@ class LinearProbe(nn.Module):
 
 
 def softmax_regression_gradients(
-    x: Tensor, y: Tensor, weight: Tensor, bias: Tensor
+    x: Tensor, y: Tensor, weight: Tensor, bias: Tensor, sample_weight: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients of the mean cross-entropy of ``softmax(x W^T + b)`` and the summed loss.
+    """Gradients of the (weighted) mean cross-entropy of ``softmax(x W^T + b)`` and the summed loss.
 
-    ``x`` (P, C), ``y`` (P,), ``weight`` (K, C), ``bias`` (K,). Closed form, (p - onehot)^T x / P:
-    thousands of tiny probe steps then cost no autograd graph or optimiser bookkeeping.
+    ``x`` (P, C), ``y`` (P,), ``weight`` (K, C), ``bias`` (K,), ``sample_weight`` (P,) or None.
+    Closed form, (p - onehot)^T diag(w) x / sum(w): thousands of tiny probe steps then cost no
+    autograd graph or optimiser bookkeeping. The returned loss sum is weighted too.
     """
     logits = torch.addmm(bias, x, weight.T)  # (P, K)
     log_p = logits.log_softmax(1)
-    loss_sum = -log_p.gather(1, y[:, None]).sum()
-    residual = log_p.exp_()  # softmax, reused in place for (p - onehot) / P
+    picked = -log_p.gather(1, y[:, None])[:, 0]  # (P,)
+    residual = log_p.exp_()  # softmax, reused in place for (p - onehot) * w / sum(w)
     residual[torch.arange(len(y), device=y.device), y] -= 1.0
-    residual /= len(y)
+    if sample_weight is None:
+        loss_sum = picked.sum()
+        residual /= len(y)
+    else:
+        loss_sum = (picked * sample_weight).sum()
+        residual *= (sample_weight / sample_weight.sum().clamp_min(1e-12))[:, None]
     return residual.T @ x, residual.sum(0), loss_sum
 
 
@@ -172,6 +178,27 @@ def train_linear_probe(
     random share of the labelled pixels.
     """
     x, y, n_patches = labelled_pixels(features, labels, max_pixels, seed)
+    steps = max(1, math.ceil(n_patches / batch_size))
+    return fit_linear(x, y, num_classes, None, epochs, lr, momentum, steps, seed, device, progress)
+
+
+def fit_linear(
+    x: Tensor,
+    y: Tensor,
+    num_classes: int,
+    weights: Tensor | None = None,
+    epochs: int = 50,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    steps_per_epoch: int = 1,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> tuple[LinearProbe, list[float]]:
+    """The linear probe fitted on pixels ``x`` (P, C), ``y`` (P,) with optional ``weights`` (P,).
+
+    Each epoch splits a random permutation of the pixels into ``steps_per_epoch`` SGD steps.
+    """
     _check_labels(y, num_classes)
     probe = LinearProbe(x.shape[1], num_classes)
     probe.mean.copy_(x.mean(0))
@@ -179,22 +206,26 @@ def train_linear_probe(
     probe.to(device)
     x = ((x.to(device) - probe.mean) / probe.std).contiguous()  # (P, C) standardised once
     y = y.to(device)
+    w = None if weights is None else weights.to(device=device, dtype=x.dtype)
     gen = torch.Generator().manual_seed(seed)
-    steps = max(1, math.ceil(n_patches / batch_size))
     weight, bias = probe.conv.weight.data.view(num_classes, -1), probe.conv.bias.data
     velocity_w, velocity_b = torch.zeros_like(weight), torch.zeros_like(bias)
+    norm = len(y) if w is None else float(w.sum())
     history: list[float] = []
     for _ in tqdm(range(epochs), desc="linear probe", disable=not progress, leave=False):
         total = x.new_zeros(())
-        for idx in torch.randperm(len(y), generator=gen).chunk(steps):
+        for idx in torch.randperm(len(y), generator=gen).chunk(steps_per_epoch):
             idx = idx.to(device)
-            grad_w, grad_b, loss_sum = softmax_regression_gradients(x[idx], y[idx], weight, bias)
+            part_w = None if w is None else w[idx]
+            grad_w, grad_b, loss_sum = softmax_regression_gradients(
+                x[idx], y[idx], weight, bias, part_w
+            )
             velocity_w.mul_(momentum).add_(grad_w)  # torch.optim.SGD with momentum, no dampening
             velocity_b.mul_(momentum).add_(grad_b)
             weight.sub_(velocity_w, alpha=lr)
             bias.sub_(velocity_b, alpha=lr)
             total += loss_sum
-        history.append(float(total) / len(y))
+        history.append(float(total) / norm)
     return probe.eval(), history
 
 
@@ -229,12 +260,25 @@ def train_random_forest(
     seed: int = 0,
 ) -> RandomForestProbe:
     """Fit a random forest (all cores) on up to ``max_pixels`` labelled pixels drawn uniformly."""
+    x, y, _ = labelled_pixels(features, labels, max_pixels, seed)
+    return fit_forest(x, y, num_classes, None, n_estimators, seed)
+
+
+def fit_forest(
+    x: Tensor,
+    y: Tensor,
+    num_classes: int,
+    weights: Tensor | None = None,
+    n_estimators: int = 100,
+    seed: int = 0,
+) -> RandomForestProbe:
+    """A random forest fitted on pixels ``x`` (P, C), ``y`` (P,) with optional ``weights`` (P,)."""
     from sklearn.ensemble import RandomForestClassifier  # slow import (seconds): only when used
 
-    x, y, _ = labelled_pixels(features, labels, max_pixels, seed)
     _check_labels(y, num_classes)
     forest = RandomForestClassifier(n_estimators=n_estimators, n_jobs=-1, random_state=seed)
-    forest.fit(x.numpy(), y.numpy())
+    sample_weight = None if weights is None else weights.double().numpy()
+    forest.fit(np.nan_to_num(x.numpy()), y.numpy(), sample_weight=sample_weight)
     return RandomForestProbe(forest, in_channels=x.shape[1], num_classes=num_classes)
 
 
@@ -266,19 +310,36 @@ def _rf_from_state(state: bytes, in_channels: int, num_classes: int) -> RandomFo
     return RandomForestProbe(pickle.loads(state), in_channels, num_classes)
 
 
+def _fit_linear_cfg(x, y, num_classes, weights, cfg, n_patches: int) -> LinearProbe:
+    steps = max(1, math.ceil(n_patches / cfg.probe_batch))  # as with probe_batch patches a step
+    fitted, _ = fit_linear(
+        x, y, num_classes, weights, cfg.epochs, cfg.lr, cfg.momentum, steps, cfg.seed, cfg.device
+    )
+    return fitted
+
+
+def _fit_forest_cfg(x, y, num_classes, weights, cfg, n_patches: int) -> RandomForestProbe:
+    return fit_forest(x, y, num_classes, weights, cfg.n_trees, cfg.seed)
+
+
 @dataclass(frozen=True)
 class ClassifierKind:
-    """How to train, serialise and restore one kind of classifier."""
+    """How to train (from a stream, or on pixel arrays with a config), serialise and restore one
+    kind of classifier. ``fit(x, y, num_classes, weights, cfg, n_patches)`` reads its options
+    from a probe config (``ProbeConfig``), so each classifier's options live here only."""
 
     train: Callable[..., tuple[Classifier, list[float]]]
+    fit: Callable[..., Classifier]
     to_state: Callable[[Any], Any]
     from_state: Callable[[Any, int, int], Classifier]
 
 
 CLASSIFIERS: dict[ClassifierName, ClassifierKind] = {
-    "linear": ClassifierKind(train_linear_probe, _linear_state, _linear_from_state),
+    "linear": ClassifierKind(
+        train_linear_probe, _fit_linear_cfg, _linear_state, _linear_from_state
+    ),
     "rf": ClassifierKind(
-        _train_rf, lambda clf: pickle.dumps(clf.forest, protocol=5), _rf_from_state
+        _train_rf, _fit_forest_cfg, lambda clf: pickle.dumps(clf.forest, protocol=5), _rf_from_state
     ),
 }
 

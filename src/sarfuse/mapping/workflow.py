@@ -7,19 +7,32 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from sarfuse.data.dataset import PatchDataset
 from sarfuse.data.normalise import Normaliser
+from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_write_text
-from sarfuse.mapping.features import FeatureKind, PatchFeatures, feature_setup
-from sarfuse.mapping.metrics import confusion_matrix, scores
-from sarfuse.mapping.probe import predict_proba, save_classifier, train_classifier
+from sarfuse.mapping.features import FeatureKind, PatchFeatures, feature_columns, feature_setup
+from sarfuse.mapping.metrics import EDGE_WIDTH, confusion_matrix, edge_mask, scores
+from sarfuse.mapping.probe import CLASSIFIERS, predict_proba, save_classifier
+from sarfuse.mapping.pseudo import rule_labels
+from sarfuse.mapping.selection import Candidate, choose, cross_validate
+from sarfuse.mapping.selftrain import SelfTrainConfig, self_train
 from sarfuse.mapping.splits import Split, few_label_split, save_split
 
 DEFAULT_INDICES = ("mean_sar", "ndvi", "ndwi", "dbsi")
+
+
+FeatureChoice = Literal["auto", "pretrained", "random", "raw", "pretrained+raw"]
+ClassifierChoice = Literal["auto", "linear", "rf"]
+# What "auto" chooses among, in order of preference when cross-validation cannot tell (one
+# labelled patch): raw bands with a random forest first, the remote-sensing user's baseline.
+AUTO_FEATURES: tuple[FeatureKind, ...] = ("raw", "pretrained", "pretrained+raw")
+AUTO_CLASSIFIERS: tuple[str, ...] = ("rf", "linear")
 
 
 @dataclass
@@ -27,15 +40,22 @@ class ProbeConfig:
     labels: int = 10  # labelled patches used for training
     patch_size: int = 64  # scenes are cut into patches of this size; N counts these patches
     seed: int = 0  # draws the split and seeds the classifier
-    features: FeatureKind = "pretrained"  # pretrained | random | raw
-    classifier: Literal["linear", "rf"] = "linear"
+    # auto = chosen by cross-validation over the labelled patches among raw, pretrained and
+    # pretrained+raw (raw only without a checkpoint)
+    features: FeatureChoice = "auto"
+    classifier: ClassifierChoice = "auto"  # auto = chosen by the same cross-validation
     indices: tuple[str, ...] = DEFAULT_INDICES  # spectral indices appended to the features
     epochs: int = 50  # linear probe epochs (paper)
     lr: float = 0.01  # linear probe SGD learning rate (paper)
     momentum: float = 0.9  # linear probe SGD momentum (paper)
     probe_batch: int = 1  # labelled patches per SGD step
+    n_trees: int = 100  # random forest size
     n_eval: int | None = None  # fixed held-out evaluation patches (None: all unlabelled ones)
     max_pixels: int = 500_000  # labelled pixels kept for training (uniform sample)
+    cv_folds: int = 4  # folds of whole labelled patches for the automatic choice
+    self_train: bool = True  # pseudo labels from indices + self-training on unlabelled patches
+    self_training: SelfTrainConfig = field(default_factory=SelfTrainConfig)
+    pool_pixels: int = 200_000  # unlabelled candidate pixels drawn for self-training
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
 
@@ -70,13 +90,151 @@ def patch_labels(patches: PatchDataset, progress: bool = True) -> list:
     ]
 
 
-def evaluate(clf, features: PatchFeatures, indices, num_classes: int) -> torch.Tensor:
-    """Confusion matrix of ``clf`` over the patches ``indices`` (streamed in batches)."""
+def evaluate(
+    clf, features: PatchFeatures, indices, num_classes: int, columns: list[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Confusion matrices of ``clf`` over the patches ``indices`` (streamed in batches): all
+    pixels, and those within ``EDGE_WIDTH`` px of a class edge of the labels."""
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    cm_edge = torch.zeros_like(cm)
     for feats, labels in features.batches(indices):
+        feats = feats if columns is None else feats[:, columns]
         pred = predict_proba(clf, feats).argmax(1)
         cm += confusion_matrix(pred, labels, num_classes)
-    return cm
+        edges = torch.from_numpy(edge_mask(labels.numpy(), EDGE_WIDTH))
+        cm_edge += confusion_matrix(pred, labels, num_classes, mask=edges)
+    return cm, cm_edge
+
+
+@dataclass
+class PixelSet:
+    """Pixels gathered from patches: features (P, C), labels (P,), patch ids (P,), positions."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    patch: torch.Tensor
+    row: torch.Tensor
+    col: torch.Tensor
+
+
+def gather_pixels(
+    features: PatchFeatures, indices: list[int], per_patch: int | None, seed: int, labelled: bool
+) -> PixelSet:
+    """Pixels of the patches ``indices``: every labelled one (``labelled``), or up to
+    ``per_patch`` valid ones drawn at random from each patch (unlabelled candidates)."""
+    gen = torch.Generator().manual_seed(seed)
+    parts: list[tuple[torch.Tensor, ...]] = []
+    order = iter(indices)
+    for feats, labels, valid in features.batches_with_valid(indices):
+        for f, lab, ok in zip(feats, labels, valid, strict=True):
+            pid = next(order)
+            keep = (lab != IGNORE_INDEX) if labelled else (ok & torch.isfinite(f).all(0))
+            rows, cols = torch.nonzero(keep, as_tuple=True)
+            if per_patch is not None and len(rows) > per_patch:
+                pick = torch.randperm(len(rows), generator=gen)[:per_patch]
+                rows, cols = rows[pick], cols[pick]
+            ids = torch.full((len(rows),), pid, dtype=torch.int64)
+            parts.append((f[:, rows, cols].T.float(), lab[rows, cols], ids, rows, cols))
+    if not parts:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return PixelSet(torch.zeros(0, 0), empty, empty, empty, empty)
+    return PixelSet(*(torch.cat(column) for column in zip(*parts, strict=True)))
+
+
+def _candidates(cfg: ProbeConfig, maker_kind: str, dims: tuple[int, int, int]) -> list[Candidate]:
+    """The (features, classifier) setups the probe may use, with their columns in the features."""
+    kinds = [cfg.features] if cfg.features != "auto" else list(AUTO_FEATURES)
+    if maker_kind != "pretrained+raw":
+        kinds = [maker_kind]
+    classifiers = [cfg.classifier] if cfg.classifier != "auto" else list(AUTO_CLASSIFIERS)
+    out = []
+    for kind in kinds:
+        cols = feature_columns(kind, *dims) if maker_kind == "pretrained+raw" else None
+        cols = cols if cols is not None else list(range(sum(dims)))
+        out += [Candidate(kind, tuple(cols), c) for c in classifiers]
+    return out
+
+
+def _feature_dims(features: PatchFeatures) -> tuple[int, int, int]:
+    """(network, raw-band, index) channel counts of the features' layout."""
+    patches, net = features.patches, features.maker.net
+    raw = len(patches.s1_bands) + len(patches.s2_bands)
+    net_dim = net.feature_dim if net is not None else 0
+    raw_dim = raw if features.maker.kind in ("raw", "pretrained+raw") else 0
+    return net_dim, raw_dim, len(patches.indices)
+
+
+def _maker_kind(cfg: ProbeConfig, checkpoint) -> FeatureKind:
+    if cfg.features == "auto":
+        return "pretrained+raw" if checkpoint is not None else "raw"
+    return cfg.features
+
+
+def fitter(cfg: ProbeConfig, num_classes: int, n_patches: int):
+    """``fit(name, x, y, weights)`` training classifier ``name`` with ``cfg``'s options."""
+
+    def fit(name: str, x, y, weights):
+        if name not in CLASSIFIERS:
+            raise SarfuseError(
+                None, f"unknown classifier {name!r}; choose from {sorted(CLASSIFIERS)}"
+            )
+        return CLASSIFIERS[name].fit(x, y, num_classes, weights, cfg, n_patches)
+
+    return fit
+
+
+def _choose(cfg, candidates, labelled: PixelSet, fit, k) -> tuple[Candidate, dict]:
+    """The candidate chosen by cross-validation on the labelled patches (or the only one)."""
+    if len(candidates) == 1:
+        return candidates[0], {}
+    cv = cross_validate(
+        candidates, labelled.x, labelled.y, labelled.patch, k, fit, cfg.cv_folds, cfg.seed
+    )
+    return choose(candidates, cv), cv
+
+
+def _train(cfg, chosen, labelled, features, split, fit, scheme, out) -> tuple[object, dict]:
+    """Fit the chosen setup, with self-training on the unlabelled patches when enabled."""
+    cols = list(chosen.columns)
+    train = lambda x, y, w: fit(chosen.classifier, x[:, cols], y, w)  # noqa: E731
+    busy = set(split.train) | set(split.eval)
+    pool = [i for i in range(len(features.patches)) if i not in busy]
+    if not cfg.self_train or not pool:
+        note = {"enabled": cfg.self_train, "unlabelled_patches": len(pool)}
+        return train(labelled.x, labelled.y, None), note
+    per_patch = max(1, cfg.pool_pixels // len(pool))
+    cand = gather_pixels(features, pool, per_patch, cfg.seed, labelled=False)
+    n_idx = len(features.patches.indices)
+    index_values = cand.x[:, cand.x.shape[1] - n_idx :].numpy()
+    rules = rule_labels(index_values, features.patches.indices, scheme)
+    truth = cand.y.numpy()  # labels of pool patches, if any: reported, never trained on
+    result = self_train(
+        train, labelled.x, labelled.y, cand.x, rules, cfg.self_training, cfg.seed, truth
+    )
+    _plot_pseudo(features, cand, result.pseudo, scheme, out)
+    note = {"enabled": True, "unlabelled_patches": len(pool), "candidates": len(cand.y)}
+    note["rounds"] = result.rounds
+    return result.classifier, note
+
+
+def _plot_pseudo(features, cand: PixelSet, rounds, scheme, out: Path) -> None:
+    """One small PNG per round: the pseudo labels on the first scene (others are left out)."""
+    from sarfuse.plots import plot_map_quicklook
+
+    shape = features.patches.scene_shapes[0]
+    first = torch.tensor([features.patches.patches[int(p)][0] == 0 for p in cand.patch.tolist()])
+    if not first.any():
+        return
+    windows = [features.patches.patches[int(p)][1] for p in cand.patch[first].tolist()]
+    rows = cand.row[first].numpy() + np.array([int(w.row_off) for w in windows])
+    cols = cand.col[first].numpy() + np.array([int(w.col_off) for w in windows])
+    for r, pseudo in enumerate(rounds):
+        canvas = np.full(shape, IGNORE_INDEX, dtype=np.int64)
+        canvas[rows, cols] = pseudo[first.numpy()]
+        plot_map_quicklook(
+            canvas, [c.color for c in scheme.classes], list(scheme.names),
+            out / f"pseudo_round{r}.png", title=f"pseudo labels, round {r}",
+        )  # fmt: skip
 
 
 def run_probe(
@@ -89,16 +247,20 @@ def run_probe(
     progress: bool = True,
     features: PatchFeatures | None = None,
 ) -> dict:
-    """Train ``cfg.classifier`` on ``cfg.labels`` patches and evaluate it; write PROBE_DIR.
+    """Train a classifier on ``cfg.labels`` patches and evaluate it; write PROBE_DIR.
 
-    ``split``, ``labels`` and cached ``features`` may be passed in (the experiment reuses them).
+    The features and classifier are chosen by cross-validation over the labelled patches
+    (``auto``), then trained with self-training on unlabelled patches. ``split``, ``labels`` and
+    cached ``features`` may be passed in (the experiment and benchmarks reuse them).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scheme = source.scheme
     if scheme is None or not source.has_labels:
         raise SarfuseError(source.root, "the probe needs labels, and this data has none")
-    maker, contract = feature_setup(cfg.features, source, checkpoint, cfg.seed, cfg.device)
+    maker, contract = feature_setup(
+        _maker_kind(cfg, checkpoint), source, checkpoint, cfg.seed, cfg.device
+    )
     if features is None:
         features = PatchFeatures(open_patches(source, contract, cfg), maker)
     patches = features.patches
@@ -108,27 +270,25 @@ def run_probe(
         split = few_label_split(labels, cfg.labels, cfg.seed, n_eval=cfg.n_eval, num_classes=k)
     save_split(out / "split.json", split)
     torch.manual_seed(cfg.seed)
-    options = (
-        {
-            "epochs": cfg.epochs,
-            "lr": cfg.lr,
-            "momentum": cfg.momentum,
-            "batch_size": cfg.probe_batch,
-            "device": cfg.device,
-            "max_pixels": cfg.max_pixels,
-            "seed": cfg.seed,
-        }
-        if cfg.classifier == "linear"
-        else {"max_pixels": cfg.max_pixels, "seed": cfg.seed}
-    )
-    clf, history = train_classifier(
-        cfg.classifier, lambda: features.batches(split.train), None, k, **options
-    )
-    cm = evaluate(clf, features, split.eval, k)
+    labelled = gather_pixels(features, split.train, None, cfg.seed, labelled=True)
+    if len(labelled.y) == 0:
+        raise SarfuseError(source.root, "no labelled pixels to train on (all labels are 255)")
+    if len(labelled.y) > cfg.max_pixels:
+        keep = torch.randperm(len(labelled.y), generator=torch.Generator().manual_seed(cfg.seed))
+        labelled = PixelSet(*(t[keep[: cfg.max_pixels]] for t in vars(labelled).values()))
+    fit = fitter(cfg, k, len(split.train))
+    candidates = _candidates(cfg, features.maker.kind, _feature_dims(features))
+    chosen, cv = _choose(cfg, candidates, labelled, fit, k)
+    clf, st_note = _train(cfg, chosen, labelled, features, split, fit, scheme, out)
+    cm, cm_edge = evaluate(clf, features, split.eval, k, list(chosen.columns))
     result = scores(cm, [c.name for c in scheme.classes])
     result.update(
-        features=cfg.features,
-        classifier=cfg.classifier,
+        features=chosen.features,
+        classifier=chosen.classifier,
+        feature_dim=len(chosen.columns),
+        selection={"cv_miou": cv, "chosen": chosen.name, "folds": cfg.cv_folds},
+        self_training=st_note,
+        edge=_edge_scores(cm, cm_edge),
         labelled_patches=len(split.train),
         eval_patches=len(split.eval),
         patch_size=cfg.patch_size,
@@ -137,13 +297,12 @@ def run_probe(
         checkpoint=None if checkpoint is None else str(checkpoint),
     )
     meta = {
-        "features": cfg.features,
+        "features": chosen.features,
         "indices": list(patches.indices),
         "contract": contract,
         "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
         "scheme": scheme.to_json(),
         "seed": cfg.seed,
-        "probe_loss": history,
     }
     save_classifier(out / "probe.pt", clf, meta)
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
@@ -152,3 +311,15 @@ def run_probe(
 
     plot_confusion(cm.numpy(), [c.name for c in scheme.classes], out / "confusion.png")
     return result
+
+
+def _edge_scores(cm: torch.Tensor, cm_edge: torch.Tensor) -> dict:
+    """Error rates within ``EDGE_WIDTH`` px of a class edge and further inside."""
+    inner = cm - cm_edge
+
+    def error(m: torch.Tensor) -> float | None:
+        total = int(m.sum())
+        return None if total == 0 else 1.0 - float(m.diag().sum()) / total
+
+    return {"width": EDGE_WIDTH, "edge_error": error(cm_edge), "interior_error": error(inner),
+            "edge_pixels": int(cm_edge.sum()), "interior_pixels": int(inner.sum())}  # fmt: skip

@@ -1,0 +1,252 @@
+"""Few-label mapping on every real chip in ../shared/data, against the raw-band baselines.
+
+Two parts, each with the same evaluation patches for every row of a split:
+- Sen1Floods11 Spain_7370579 (S1+S2, water): pretrain on the chip without labels, then probe with
+  N = 2, 4, 8 labelled 64x64 patches, seeds 0..4.
+- The Sen1Floods11 S1-only chips: pretrain ONCE on the S1 of all usable chips (no labels), then
+  per chip probe with N = 2, 4, 8 patches of that chip (seeds 0..2 by default).
+
+In every split 32 patches of the chip are held out for evaluation (drawn by the seed), N others
+carry labels, and the rest are unlabelled (self-training may use them; nothing else does).
+Writes benchmarks/results/real_fewlabel.{csv,md,png}. Needs ../shared/data.
+
+    python benchmarks/real_fewlabel.py [--part spain|s1|all] [--steps 300] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sarfuse.data.layouts import DataSource, discover
+from sarfuse.data.raster import read_label, read_s1
+from sarfuse.mapping.features import PatchFeatures, feature_setup
+from sarfuse.mapping.metrics import confusion_matrix, scores
+from sarfuse.mapping.splits import few_label_split
+from sarfuse.mapping.workflow import ProbeConfig, open_patches, patch_labels, run_probe
+from sarfuse.ssl.config import PretrainConfig
+from sarfuse.ssl.train import pretrain, quiet_lightning
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+N_EVAL = 32
+PRETRAIN = {"steps": 300, "patch_size": 128, "crops_per_patch": 64}
+
+# name -> ProbeConfig overrides; "net" rows need the pretrained checkpoint
+ROWS: dict[str, dict] = {
+    "sarfuse default (auto + self-training)": {},
+    "auto, no self-training": {"self_train": False},
+    "pretrained, linear": {"features": "pretrained", "classifier": "linear", "self_train": False},
+    "pretrained, rf": {"features": "pretrained", "classifier": "rf", "self_train": False},
+    "pretrained+raw, rf": {"features": "pretrained+raw", "classifier": "rf", "self_train": False},
+    "pretrained+raw, linear": {
+        "features": "pretrained+raw", "classifier": "linear", "self_train": False,
+    },
+    "raw, rf + self-training": {"features": "raw", "classifier": "rf"},
+    "raw, linear": {"features": "raw", "classifier": "linear", "self_train": False},
+    "raw, rf": {"features": "raw", "classifier": "rf", "self_train": False},
+}  # fmt: skip
+BASELINE = "raw, rf"
+
+
+def water_iou(cm: np.ndarray) -> float:
+    cm = np.asarray(cm)
+    return float(cm[1, 1] / max(1, cm[1, :].sum() + cm[:, 1].sum() - cm[1, 1]))
+
+
+def otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of ``values`` (1-D, finite): the split maximising between-class variance."""
+    hist, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
+    m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)) / np.maximum(w1, 1)
+    return float(centres[np.argmax(w0 * w1 * (m0 - m1) ** 2)])
+
+
+def zero_label_rows(source: DataSource, feats: PatchFeatures, split, dims) -> list[dict]:
+    """Otsu on VV (dB, whole chip, no labels) and NDWI > 0, scored on the split's eval patches."""
+    sample = source.samples[0]
+    out = []
+    names = feats.patches.indices
+    vv_db = None
+    if sample.s1 is not None:
+        s1, ok = read_s1(sample.s1)
+        vv_db = s1[0][ok & np.isfinite(s1[0])]
+        threshold = otsu(vv_db)
+    for name, rule in (("Otsu on VV (no labels)", "otsu"), ("NDWI > 0 (no labels)", "ndwi")):
+        if rule == "otsu" and vv_db is None or rule == "ndwi" and "ndwi" not in names:
+            continue
+        cm = torch.zeros(2, 2, dtype=torch.int64)
+        for idx in split.eval:
+            item = feats.patches[idx]
+            if rule == "otsu":
+                s1_db, _ = read_s1(sample.s1, feats.patches.patches[idx][1])
+                vv = np.full(item["valid"].shape, np.nan, np.float32)
+                vv[: s1_db.shape[1], : s1_db.shape[2]] = s1_db[0]
+                pred = torch.from_numpy((vv < threshold).astype(np.int64))
+            else:
+                ndwi = item["indices"][list(names).index("ndwi")]
+                pred = (ndwi > 0).long()
+            cm += confusion_matrix(pred, item["label"], 2)
+        out.append({"row": name, "cm": cm.numpy(), "seconds": 0.0, "dim": 1, "chosen": ""})
+    return out
+
+
+def probe_rows(source, feats, split, ckpt, n, seed, out: Path, rows: dict) -> list[dict]:
+    results = []
+    for name, overrides in rows.items():
+        cfg = replace(ProbeConfig(labels=n, seed=seed, n_eval=N_EVAL), **overrides)
+        t0 = time.perf_counter()
+        folder = out / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+        res = run_probe(source, folder, cfg, ckpt, split=split, features=feats, progress=False)
+        results.append({
+            "row": name, "cm": np.asarray(res["confusion"]), "seconds": time.perf_counter() - t0,
+            "dim": res["feature_dim"], "chosen": res["selection"]["chosen"],
+            "edge_error": res["edge"]["edge_error"], "interior_error": res["edge"]["interior_error"],
+        })  # fmt: skip
+    return results
+
+
+def run_chip(name, source, ckpt, ns, seeds, out: Path, rows: dict, writer) -> None:
+    """Every row on every (N, seed) split of one chip; one CSV line per row and split."""
+    maker, contract = feature_setup("pretrained+raw", source, ckpt)
+    cfg = ProbeConfig()
+    feats = PatchFeatures(open_patches(source, contract, cfg), maker, cache=True)
+    labels = patch_labels(feats.patches, progress=False)
+    dims = None
+    for n in ns:
+        for seed in seeds:
+            split = few_label_split(labels, n, seed, n_eval=N_EVAL, num_classes=2)
+            found = probe_rows(
+                source, feats, split, ckpt, n, seed, out / name / f"n{n}-s{seed}", rows
+            )
+            found += zero_label_rows(source, feats, split, dims)
+            for r in found:
+                s = scores(r["cm"])
+                line = {"chip": name, "n": n, "seed": seed, "row": r["row"],
+                        "water_iou": round(water_iou(r["cm"]), 4), "miou": round(s["mIoU"], 4),
+                        "miou_all": round(float(np.mean([c["iou"] or 0.0 for c in s["per_class"].values()])), 4),
+                        "edge_error": r.get("edge_error"), "interior_error": r.get("interior_error"),
+                        "feature_dim": r["dim"], "chosen": r["chosen"], "seconds": round(r["seconds"], 2)}  # fmt: skip
+                writer(line)
+            base = next(r for r in found if r["row"] == BASELINE)
+            default = found[0]
+            print(f"{name} N={n} seed={seed}: default {water_iou(default['cm']):.3f} "
+                  f"({default['chosen']}) vs raw rf {water_iou(base['cm']):.3f}", flush=True)  # fmt: skip
+
+
+def usable_s1_chips(folder: Path) -> tuple[list[tuple[str, DataSource]], list[str]]:
+    """The S1-only chips that can be evaluated, and a reason for each one skipped."""
+    full = discover(folder)
+    usable, skipped = [], []
+    for sample in full.samples:
+        s1, ok = read_s1(sample.s1) if True else (None, None)
+        label = read_label(sample.label, full.scheme)
+        if not (ok & np.isfinite(s1).all(0)).any():
+            skipped.append(f"{sample.name}: S1 is all NaN")
+        elif (label == 255).all():
+            skipped.append(f"{sample.name}: nothing labelled")
+        elif not (label == 1).any():
+            skipped.append(f"{sample.name}: no water in the labels")
+        else:
+            usable.append((sample.name, DataSource(full.layout, [sample], full.scheme, full.root)))
+    return usable, skipped
+
+
+def pretrained(data, run: Path, fusion: str, steps: int, **extra) -> Path:
+    """Pretrain without labels (or finish an interrupted run) and return the checkpoint."""
+    cfg = PretrainConfig.from_dict({**PRETRAIN, "steps": steps, "fusion": fusion, **extra})
+    done = run / "done"
+    if not done.exists():
+        t0 = time.perf_counter()
+        pretrain(data, run, cfg, resume=(run / "last.ckpt").exists(), progress=False)
+        done.write_text(f"{time.perf_counter() - t0:.0f} s\n")
+        print(f"pretrained {run.name} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return run / "last.ckpt"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["spain", "s1", "all"], default="all")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "real_fewlabel")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds on the Spain chip")
+    parser.add_argument("--s1-seeds", type=int, default=3, help="seeds on each S1 chip")
+    parser.add_argument("--ns", default="2,4,8")
+    parser.add_argument("--rows", default="", help="comma-separated row names (default: all)")
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        raise SystemExit(f"{SHARED}: the real samples are not here (dev workspace only)")
+    quiet_lightning()
+    ns = [int(v) for v in args.ns.split(",")]
+    rows = {k: v for k, v in ROWS.items() if not args.rows or k in args.rows.split(",")}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    lines: list[dict] = []
+    csv_path = RESULTS / "real_fewlabel.csv"
+
+    def writer(line: dict) -> None:
+        lines.append(line)
+
+    if args.part in ("spain", "all"):
+        spain = discover(SHARED / "sen1floods11")
+        ckpt = pretrained(
+            SHARED / "sen1floods11", args.runs / "spain-intermediate", "intermediate", args.steps
+        )
+        run_chip(
+            "Spain_7370579", spain, ckpt, ns, range(args.seeds), args.runs / "probes", rows, writer
+        )
+    if args.part in ("s1", "all"):
+        chips, skipped = usable_s1_chips(SHARED / "sen1floods11-s1")
+        for reason in skipped:
+            print(f"skipped {reason}")
+        files = [src.samples[0].s1 for _, src in chips]
+        ckpt = pretrained(files, args.runs / "s1-all-early", "early", args.steps)
+        for name, source in chips:
+            run_chip(
+                name, source, ckpt, ns, range(args.s1_seeds), args.runs / "probes", rows, writer
+            )
+    with csv_path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(lines[0]))
+        w.writeheader()
+        w.writerows(lines)
+    print(f"wrote {csv_path}")
+    summarise(lines)
+
+
+def summarise(lines: list[dict]) -> None:
+    """Mean water IoU per chip, row and N (Markdown table + PNG)."""
+    chips = sorted({r["chip"] for r in lines})
+    rows = list(dict.fromkeys(r["row"] for r in lines))
+    ns = sorted({r["n"] for r in lines})
+    md = ["| chip | row | " + " | ".join(f"N={n}" for n in ns) + " | s/probe | dim |",
+          "|---|---|" + "---|" * (len(ns) + 2)]  # fmt: skip
+    for chip in chips:
+        for row in rows:
+            cells = []
+            sel = [r for r in lines if r["chip"] == chip and r["row"] == row]
+            if not sel:
+                continue
+            for n in ns:
+                v = [r["water_iou"] for r in sel if r["n"] == n]
+                cells.append(f"{np.mean(v):.3f} ({' '.join(f'{x:.3f}' for x in v)})")
+            secs = np.mean([r["seconds"] for r in sel])
+            md.append(
+                f"| {chip} | {row} | "
+                + " | ".join(cells)
+                + f" | {secs:.1f} | {sel[0]['feature_dim']} |"
+            )
+    (RESULTS / "real_fewlabel.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
