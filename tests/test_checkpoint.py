@@ -174,3 +174,28 @@ def test_a_rewritten_checkpoint_is_loaded_again(run, tmp_path):
         first.model.state_dict()[key.removeprefix("model.")].numpy(),
         second.model.state_dict()[key.removeprefix("model.")].numpy(),
     )
+
+
+def test_image_level_checkpoints_are_probed_through_hypercolumns(data, tmp_path):
+    out = tmp_path / "dcca"
+    pretrain(data, out, replace(TINY, method="dcca_image"), progress=False)
+    net = load_pretrained(out)
+    assert net.probe == "hypercolumn" and net.feature_dim == 15 * 4  # width 4: 2 x (2+4+8+16)
+    s1, s2 = raw_inputs()
+    got = features(net, s1, s2)
+    assert got.shape == (2, net.feature_dim, 20, 20)
+    s1n, s2n = paper_normalise(s1, "s1", ("VV", "VH")), paper_normalise(s2, "s2", S2_BANDS)
+    with torch.no_grad():
+        torch.testing.assert_close(got, net.model.eval().hypercolumn(s1n, s2n))
+    mcl = Pretrained(net.model, {**net.contract, "method": "mcl"}, "mcl")
+    assert mcl.probe == "hypercolumn"
+    assert Pretrained(net.model, {**net.contract, "method": "dcca"}, "dcca").feature_dim == D
+
+
+def test_projection_heads_stay_out_of_the_probed_network(data, tmp_path):
+    out = tmp_path / "proj"
+    pretrain(data, out, replace(TINY, projection=True, w_cross=1.0), progress=False)
+    state = torch.load(out / "last.ckpt", weights_only=False)["state_dict"]
+    assert any(k.startswith("method.heads.features.") for k in state)
+    net = load_pretrained(out)  # only the network's weights, the heads are left behind
+    assert net.feature_dim == D and features(net, *raw_inputs()).shape == (2, D, 20, 20)

@@ -14,20 +14,30 @@ import numpy as np  # noqa: F401  (accepted input type)
 import torch
 
 from sarfuse.errors import SarfuseError
-from sarfuse.models import build_model
+from sarfuse.models import ProbeKind, build_model
+from sarfuse.ssl.methods import probe_kind
 
 
 @dataclass
 class Pretrained:
-    """A frozen fusion network and the data contract it expects."""
+    """A frozen fusion network and the data contract it expects.
+
+    Calling it gives the per-pixel features a probe reads, which depend on the pretraining
+    method (``contract["method"]``): the decoder's output, or for image-level methods, which
+    train only the encoders, the encoder hypercolumns (see :meth:`FusionNet.probe`).
+    """
 
     model: torch.nn.Module
     contract: dict
     path: str
 
     @property
+    def probe(self) -> ProbeKind:
+        return probe_kind(self.contract["method"])
+
+    @property
     def feature_dim(self) -> int:
-        return int(self.model.feature_dim)
+        return int(self.model.probe_dim(self.probe))
 
     @property
     def sensors(self) -> tuple[str, ...]:
@@ -39,7 +49,7 @@ class Pretrained:
 
     @torch.no_grad()
     def __call__(self, s1: torch.Tensor | None, s2: torch.Tensor | None) -> torch.Tensor:
-        """Features (B, D, H, W) of *normalised* inputs s1 (B, C1, H, W), s2 (B, C2, H, W)."""
+        """Features (B, feature_dim, H, W) of *normalised* s1 (B, C1, H, W), s2 (B, C2, H, W)."""
         self.model.eval()
         device = next(self.model.parameters()).device
         s1 = s1.to(device) if s1 is not None and "s1" in self.sensors else None
@@ -47,7 +57,7 @@ class Pretrained:
         for name in self.sensors:
             if (s1 if name == "s1" else s2) is None:
                 raise SarfuseError(self.path, f"this checkpoint needs {name.upper()} input")
-        return self.model(s1, s2)["features"]
+        return self.model.probe(s1, s2, self.probe)
 
     def randomised(self, seed: int = 0) -> Pretrained:
         """The same architecture with fresh random weights (the `random` baseline)."""
@@ -95,7 +105,7 @@ def features(
     s2: torch.Tensor | np.ndarray | None,
     normalised: bool = False,
 ) -> torch.Tensor:
-    """Frozen per-pixel features (B, D, H, W) of a pretrained network.
+    """Frozen per-pixel features (B, feature_dim, H, W) of a pretrained network.
 
     ``s1`` is (B, 2, H, W) in dB and ``s2`` (B, C, H, W) reflectance x 10000 in the checkpoint's
     bands, unless ``normalised`` says they were already normalised with the checkpoint's statistics.

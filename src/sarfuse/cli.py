@@ -194,7 +194,9 @@ def pretrain(
         Path, typer.Option("--out", help="Run folder (checkpoint, config, loss curve).")
     ] = Path("runs/pretrain"),
     fusion: Annotated[str, typer.Option(help="early | intermediate | late")] = "intermediate",
-    method: Annotated[str, typer.Option(help="pixel (the paper's) | mcl | dcca")] = "pixel",
+    method: Annotated[
+        str, typer.Option(help="pixel (the paper's) | mcl | dcca | dcca_image (the authors' DCCA)")
+    ] = "pixel",
     epochs: Annotated[int | None, typer.Option(help="Epochs (default from the config).")] = None,
     steps: Annotated[int | None, typer.Option(help="Optimiser steps (overrides --epochs).")] = None,
     crop: Annotated[int, typer.Option(help="View size in pixels.")] = 32,
@@ -209,6 +211,12 @@ def pretrain(
         Path | None, typer.Option("--stats", help="Statistics JSON from `sarfuse stats`.")
     ] = None,
     ema: Annotated[float, typer.Option(help="EMA teacher momentum (0 = off).")] = 0.0,
+    w_cross: Annotated[
+        float | None, typer.Option(help="Weight of the in-view S1-vs-S2 image term (pixel).")
+    ] = None,
+    projection: Annotated[
+        bool | None, typer.Option(help="Projection head before the superpixel contrast (pixel).")
+    ] = None,
     s2_bands: S2BandsOpt = "all",
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -244,6 +252,10 @@ def pretrain(
         )
         if epochs is not None:
             cfg.epochs = epochs
+        if w_cross is not None:
+            cfg.w_cross = w_cross
+        if projection is not None:
+            cfg.projection = projection
     if steps is not None:
         cfg.steps = steps
     result = run(_data(data), out_dir, cfg, resume=resume)

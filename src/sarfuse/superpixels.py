@@ -1,10 +1,15 @@
 """Felzenszwalb superpixels: the regions over which SSL pools features, cached on disk.
 
 Segments come from the optical bands when S2 exists (sharp, speckle-free edges), otherwise from
-speckle-filtered S1. They are computed once per patch or scene and cached under
-``$SARFUSE_CACHE`` (default ``~/.cache/sarfuse``) ``/superpixels/<sha>.npy``, keyed by the input
-files' fingerprint (path, size, mtime), the window and the parameters, so a changed input file
-is never served a stale segmentation.
+speckle-filtered S1. The authors segment S2 B2, B3, B4, clipped to [0, 10000] and scaled to
+[0, 1] by one min-max over the three-band stack; we segment the four 10 m bands B2, B3, B4, B8
+with each band's 2-98 % range scaled to [0, 1], so one bright band or outlier pixel does not
+flatten the others (the Felzenszwalb parameters are the authors').
+
+Segments are computed once per patch or scene and cached under ``$SARFUSE_CACHE`` (default
+``~/.cache/sarfuse``) ``/superpixels/<sha>.npy``, keyed by the input files' fingerprint (path,
+size, mtime), the window and the parameters, so a changed input file is never served a stale
+segmentation.
 """
 
 from __future__ import annotations
@@ -31,14 +36,15 @@ from tqdm.auto import tqdm
 from sarfuse.errors import SarfuseError, check
 from sarfuse.io_utils import atomic_save
 
-OPTICAL_BANDS = ("B2", "B3", "B4", "B8")  # the paper's S2 bands (sarfuse.data imports this module)
+# the S2 bands segmented (the authors': B2, B3, B4); defined here as sarfuse.data imports this
+OPTICAL_BANDS = ("B2", "B3", "B4", "B8")
 _CACHE_VERSION = 1  # bump when the segmentation recipe changes, to orphan old cache entries
 _counts = {"computed": 0, "cached": 0}  # per process; lets compute_many report cache hits
 
 
 @dataclass(frozen=True)
 class SuperpixelParams:
-    """Felzenszwalb parameters (defaults: the paper's)."""
+    """Felzenszwalb parameters (defaults: the authors' code's)."""
 
     scale: float = 200.0  # observation level on [0, 1]-scaled bands; higher = larger segments
     sigma: float = 0.5  # Gaussian pre-smoothing in pixels

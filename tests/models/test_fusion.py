@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sarfuse.errors import SarfuseError
-from sarfuse.models import FUSIONS, build_model
+from sarfuse.models import FUSIONS, build_model, hypercolumn
 
 
 def inputs(b: int = 2, h: int = 12, w: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,3 +90,34 @@ def test_bad_options_are_refused():
         build_model("late", 2, 4, feat_dim=7)
     with pytest.raises(SarfuseError, match="needs input bands"):
         build_model("early", 0, 0)
+
+
+@pytest.mark.parametrize("fusion", list(FUSIONS))
+def test_out_dims_name_every_output_and_its_size(fusion):
+    net = build_model(fusion, 2, 4, width=4, feat_dim=6)
+    out = net(*inputs())
+    assert {k: v.shape[1] for k, v in out.items()} == net.out_dims
+
+
+HYPER_DIMS = {"early": 15 * 4, "intermediate": 15 * 4, "late": 2 * 15 * 4}  # sum of level widths
+
+
+@pytest.mark.parametrize("fusion", list(FUSIONS))
+def test_hypercolumns_stack_every_encoder_level_at_full_size(fusion):
+    net = build_model(fusion, 2, 4, width=4, feat_dim=6)
+    s1, s2 = inputs()  # 12 x 10: padded to 16 x 16 inside, cropped back
+    hyper = net.probe(s1, s2, "hypercolumn")
+    assert (
+        hyper.shape == (2, HYPER_DIMS[fusion], 12, 10) == (2, net.probe_dim("hypercolumn"), 12, 10)
+    )
+    levels = net.encode(s1, s2)
+    first = levels[0].shape[1]
+    torch.testing.assert_close(hyper[:, :first], levels[0][..., :12, :10])  # full-size level as is
+    assert torch.equal(net.probe(s1, s2), net(s1, s2)["features"])
+    assert net.probe_dim() == 6
+
+
+def test_hypercolumn_upsamples_coarse_levels_smoothly():
+    coarse = torch.tensor([[[[0.0, 1.0]]]])  # (1, 1, 1, 2)
+    fine = hypercolumn([coarse], (1, 4))
+    torch.testing.assert_close(fine, torch.tensor([[[[0.0, 0.25, 0.75, 1.0]]]]))

@@ -18,6 +18,7 @@ EXPECTED_PARTS = {
     "pixel": {"loss", "superpixel", "image"},
     "mcl": {"loss"},
     "dcca": {"loss", "correlation"},
+    "dcca_image": {"loss", "correlation"},
 }
 
 
@@ -57,7 +58,7 @@ def setup(fusion: str, method: str, **opts) -> tuple[nn.Module, object]:
 
 
 def test_registry_lists_the_allowed_pairs():
-    assert set(METHODS) == {"pixel", "mcl", "dcca"}
+    assert set(METHODS) == {"pixel", "mcl", "dcca", "dcca_image"}
     assert set(COMBOS) == {
         ("early", "pixel"),
         ("intermediate", "pixel"),
@@ -65,6 +66,8 @@ def test_registry_lists_the_allowed_pairs():
         ("intermediate", "mcl"),
         ("late", "mcl"),
         ("late", "dcca"),
+        ("intermediate", "dcca_image"),
+        ("late", "dcca_image"),
     }
 
 
@@ -193,7 +196,7 @@ def test_pixel_with_teacher_trains_the_student_only():
     assert any(
         not torch.equal(a, p) for a, p in zip(before, meth.teacher.parameters(), strict=True)
     )
-    with pytest.raises(SarfuseError, match="EMA teacher is missing"):
+    with pytest.raises(SarfuseError, match="no EMA teacher"):
         build_method("pixel", ema=0.5).loss(model, tiny_batch(), fixed_params())
 
 
@@ -208,3 +211,48 @@ def test_build_method_refuses_unknown_names_and_options():
     del batch["segments"]
     with pytest.raises(SarfuseError, match="needs superpixel segments"):
         meth.loss(model, batch, fixed_params())
+
+
+@pytest.mark.parametrize("fusion", ["intermediate", "late"])
+def test_cross_term_contrasts_the_sensors_inside_each_view(fusion, monkeypatch):
+    model, meth = setup(fusion, "pixel", w_cross=0.5)
+    seen = []
+    contrast = meth.contrast
+    monkeypatch.setattr(meth, "contrast", lambda a, b: seen.append((a, b)) or contrast(a, b))
+    parts = meth.loss(model, tiny_batch(), fixed_params())
+    (a1, b1), (a2, b2) = seen[-2:]  # view 1's S1 vs S2, then view 2's
+    assert a1.shape == b1.shape == (B, model.out_dims["s1_image"])
+    assert not torch.equal(a1, a2)
+    expected = parts["superpixel"] + parts["image"] + 0.5 * parts["cross"]
+    torch.testing.assert_close(parts["loss"], expected)
+
+
+def test_cross_term_needs_sensor_branches():
+    model = build_model("early", 2, 4, width=4, feat_dim=8)
+    with pytest.raises(SarfuseError, match="w_cross needs separate S1 and S2 image features"):
+        build_method("pixel", model=model, w_cross=1.0)
+    model, meth = setup("intermediate", "pixel")
+    assert "cross" not in meth.loss(model, tiny_batch(), fixed_params())  # off by default
+
+
+@pytest.mark.parametrize("fusion", ["early", "late"])
+def test_projection_heads_sit_between_features_and_contrast(fusion, monkeypatch):
+    model, meth = setup(fusion, "pixel", projection=True)
+    names = {"early": {"features"}, "late": {"s1_features", "s2_features"}}[fusion]
+    assert set(meth.heads) == names
+    seen = []
+    monkeypatch.setattr(meth, "contrast", lambda a, b: seen.append((a, b)) or (a - b).abs().sum())
+    meth.loss(model, tiny_batch(), fixed_params())["loss"].backward()
+    a, b = seen[0]  # the first superpixel pair: pooled unit vectors have norm <= 1
+    assert a.norm(dim=1).max() <= 1 + 1e-5 and b.norm(dim=1).max() <= 1 + 1e-5
+    assert all(h.conv.weight.grad.abs().sum() > 0 for h in meth.heads.values())
+    with pytest.raises(SarfuseError, match="no heads"):
+        build_method("pixel", projection=True).loss(model, tiny_batch(), fixed_params())
+
+
+def test_dcca_image_correlates_projected_image_features():
+    model, meth = setup("intermediate", "dcca_image", dim=3)
+    batch = tiny_batch()
+    parts = meth.loss(model, batch, fixed_params())
+    assert 0 < parts["correlation"] <= 3
+    assert {k: h.out_features for k, h in meth.heads.items()} == {"s1_image": 3, "s2_image": 3}

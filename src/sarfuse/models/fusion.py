@@ -3,12 +3,15 @@
 Every network maps ``(s1 (B, C1, H, W) | None, s2 (B, C2, H, W) | None)`` to a dict with
 ``features`` (B, D, H, W) and ``image`` (B, D), D = ``feat_dim``, so mapping code never needs
 to know which fusion produced them. Networks with one branch per sensor also return the
-per-sensor parts that the cross-sensor methods (MCL, DCCA, late-fusion contrast) need.
+per-sensor parts that the cross-sensor methods (MCL, DCCA, late-fusion contrast) need;
+``out_dims`` names every output and its size. :meth:`FusionNet.probe` gives what a probe reads:
+the decoder's ``features``, or the encoders' ``hypercolumn`` (the only part that image-level
+methods train).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -16,9 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from sarfuse.errors import SarfuseError, check
+from sarfuse.models.hypercolumn import hypercolumn
 from sarfuse.models.resunet import Decoder, Encoder, ImageHead, Norm, ResUnet, pad_to_multiple
 
 FusionName = Literal["early", "intermediate", "late"]
+ProbeKind = Literal["features", "hypercolumn"]
 
 
 def _check_input(x: Tensor | None, channels: int, sensor: str) -> None:
@@ -53,10 +58,13 @@ class FusionNet(nn.Module):
     """Base of the fusion networks: input checks and the config that rebuilds the network.
 
     ``config`` holds exactly the keyword arguments of :func:`build_model`, so
-    ``build_model(**net.config)`` gives the same architecture (used by checkpoints).
+    ``build_model(**net.config)`` gives the same architecture (used by checkpoints). Subclasses
+    set ``out_dims`` (output name -> channels) and ``hyper_dim`` (channels of the hypercolumn).
     """
 
     fusion: FusionName
+    out_dims: dict[str, int]
+    hyper_dim: int
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -65,11 +73,32 @@ class FusionNet(nn.Module):
         self.config = asdict(cfg)
 
     def forward(self, s1: Tensor | None, s2: Tensor | None) -> dict[str, Tensor]:
-        _check_input(s1, self.s1_channels, "S1")
-        _check_input(s2, self.s2_channels, "S2")
+        self._check(s1, s2)
         return self.fuse(s1, s2)
 
+    def hypercolumn(self, s1: Tensor | None, s2: Tensor | None) -> Tensor:
+        """Every encoder level upsampled to the input size and stacked: (B, hyper_dim, H, W)."""
+        self._check(s1, s2)
+        h, w = next(x for x in (s1, s2) if x is not None).shape[-2:]
+        levels = self.encode(s1, s2)
+        return hypercolumn(levels, tuple(levels[0].shape[-2:]))[..., :h, :w]
+
+    def probe(self, s1: Tensor | None, s2: Tensor | None, kind: ProbeKind = "features") -> Tensor:
+        """The per-pixel map (B, probe_dim(kind), H, W) that a probe reads."""
+        return PROBES[kind](self, s1, s2)
+
+    def probe_dim(self, kind: ProbeKind = "features") -> int:
+        return {"features": self.feature_dim, "hypercolumn": self.hyper_dim}[kind]
+
+    def _check(self, s1: Tensor | None, s2: Tensor | None) -> None:
+        _check_input(s1, self.s1_channels, "S1")
+        _check_input(s2, self.s2_channels, "S2")
+
     def fuse(self, s1: Tensor | None, s2: Tensor | None) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def encode(self, s1: Tensor | None, s2: Tensor | None) -> list[Tensor]:
+        """Every encoder map, at the input padded to a multiple of 8; the first at full size."""
         raise NotImplementedError
 
 
@@ -83,11 +112,19 @@ class EarlyFusion(FusionNet):
         self.net = ResUnet(
             cfg.s1_channels + cfg.s2_channels, cfg.width, cfg.feat_dim, cfg.blocks, cfg.norm
         )
+        self.out_dims = {"features": cfg.feat_dim, "image": cfg.feat_dim}
+        self.hyper_dim = sum(self.net.encoder.channels)
 
     def fuse(self, s1: Tensor | None, s2: Tensor | None) -> dict[str, Tensor]:
-        x = torch.cat([t for t in (s1, s2) if t is not None], dim=1)  # (B, C1 + C2, H, W)
-        features, image = self.net(x)
+        features, image = self.net(self._stack(s1, s2))
         return {"features": features, "image": image}
+
+    def encode(self, s1: Tensor | None, s2: Tensor | None) -> list[Tensor]:
+        return self.net.encode(pad_to_multiple(self._stack(s1, s2)))
+
+    @staticmethod
+    def _stack(s1: Tensor | None, s2: Tensor | None) -> Tensor:
+        return torch.cat([t for t in (s1, s2) if t is not None], dim=1)  # (B, C1 + C2, H, W)
 
 
 class IntermediateFusion(FusionNet):
@@ -113,18 +150,30 @@ class IntermediateFusion(FusionNet):
         self.image_head = ImageHead(channels[-1], d)
         self.s1_head = ImageHead(self.s1_encoder.channels[-1], d)
         self.s2_head = ImageHead(self.s2_encoder.channels[-1], d)
+        self.out_dims = dict.fromkeys(("features", "image", "s1_image", "s2_image"), d)
+        self.hyper_dim = sum(channels)
 
     def fuse(self, s1: Tensor, s2: Tensor) -> dict[str, Tensor]:
         h, w = s2.shape[-2:]
-        l2 = self.s2_encoder(pad_to_multiple(s2))
-        l1 = self.s1_encoder(pad_to_multiple(s1))
-        levels = [torch.cat([a, b], dim=1) for a, b in zip(l2, l1, strict=True)]
+        l2, l1 = self._branches(s1, s2)
+        levels = self._merge(l2, l1)
         return {
             "features": self.decoder(levels)[..., :h, :w],
             "image": self.image_head(levels[-1]),
             "s1_image": self.s1_head(l1[-1]),
             "s2_image": self.s2_head(l2[-1]),
         }
+
+    def encode(self, s1: Tensor, s2: Tensor) -> list[Tensor]:
+        return self._merge(*self._branches(s1, s2))
+
+    def _branches(self, s1: Tensor, s2: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """The S2 and the S1 encoder levels."""
+        return self.s2_encoder(pad_to_multiple(s2)), self.s1_encoder(pad_to_multiple(s1))
+
+    @staticmethod
+    def _merge(l2: list[Tensor], l1: list[Tensor]) -> list[Tensor]:
+        return [torch.cat([a, b], dim=1) for a, b in zip(l2, l1, strict=True)]
 
 
 class LateFusion(FusionNet):
@@ -143,6 +192,9 @@ class LateFusion(FusionNet):
         check(d % 2 == 0, None, f"late fusion needs an even feature size, got {d}")
         self.s1_net = ResUnet(cfg.s1_channels, cfg.width, d // 2, cfg.blocks, cfg.norm)
         self.s2_net = ResUnet(cfg.s2_channels, cfg.width, d // 2, cfg.blocks, cfg.norm)
+        per_sensor = ("s1_features", "s2_features", "s1_image", "s2_image")
+        self.out_dims = {"features": d, "image": d, **dict.fromkeys(per_sensor, d // 2)}
+        self.hyper_dim = sum(self.s1_net.encoder.channels) + sum(self.s2_net.encoder.channels)
 
     def fuse(self, s1: Tensor, s2: Tensor) -> dict[str, Tensor]:
         f1, i1 = self.s1_net(s1)
@@ -156,6 +208,14 @@ class LateFusion(FusionNet):
             "s2_image": i2,
         }
 
+    def encode(self, s1: Tensor, s2: Tensor) -> list[Tensor]:
+        return self.s1_net.encode(pad_to_multiple(s1)) + self.s2_net.encode(pad_to_multiple(s2))
+
+
+PROBES: dict[str, Callable[[FusionNet, Tensor | None, Tensor | None], Tensor]] = {
+    "features": lambda net, s1, s2: net(s1, s2)["features"],
+    "hypercolumn": lambda net, s1, s2: net.hypercolumn(s1, s2),
+}
 
 FUSIONS: dict[str, type[FusionNet]] = {
     "early": EarlyFusion,

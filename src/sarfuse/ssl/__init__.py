@@ -1,5 +1,6 @@
 """sarfuse.ssl: views, superpixel pooling, losses and methods of self-supervised pretraining."""
 
+from sarfuse.ssl.heads import ProjectionHead
 from sarfuse.ssl.losses import dcca_loss, hard_negative_nt_xent
 from sarfuse.ssl.methods import (
     METHODS,
@@ -8,6 +9,7 @@ from sarfuse.ssl.methods import (
     MethodName,
     build_method,
     check_combination,
+    probe_kind,
     valid_combinations,
 )
 from sarfuse.ssl.pooling import paired_superpixel_mean, superpixel_mean
@@ -18,6 +20,7 @@ __all__ = [
     "EMATeacher",
     "Method",
     "MethodName",
+    "ProjectionHead",
     "ViewParams",
     "align_to_view1",
     "build_method",
@@ -26,6 +29,7 @@ __all__ = [
     "hard_negative_nt_xent",
     "make_views",
     "paired_superpixel_mean",
+    "probe_kind",
     "sample_view_params",
     "superpixel_mean",
     "valid_combinations",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 Fusion = Literal["early", "intermediate", "late"]
-MethodName = Literal["pixel", "mcl", "dcca"]
+MethodName = Literal["pixel", "mcl", "dcca", "dcca_image"]
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -16,7 +16,9 @@ Device = Literal["auto", "cpu", "cuda"]
 class PretrainConfig:
     fusion: Fusion = "intermediate"  # how S1 and S2 are combined
     method: MethodName = "pixel"  # the paper's superpixel contrast, or the MCL / DCCA baselines
-    crop: int = 32  # side of a training view in pixels (the paper's 32)
+    # side of a training view in pixels. The authors draw 32 x 32 crops and contrast the centre
+    # 16 x 16 of each view; our views are whole 32 x 32 crops cut from a larger context
+    crop: int = 32
     crops: tuple[int, ...] = ()  # multi-crop: extra view sizes drawn per batch (empty = off)
     max_shift: float = 0.2  # largest shift of the second view, as a fraction of the crop
     batch: int = 32  # views per step
@@ -25,14 +27,23 @@ class PretrainConfig:
     epochs: int = 4  # passes over crops_per_patch crops of every patch
     steps: int | None = None  # stop after this many optimiser steps (overrides epochs when set)
     crops_per_patch: int = 16  # crops drawn from every patch per epoch
-    lr: float = 3e-4  # Adam learning rate (paper)
-    weight_decay: float = 1e-4  # Adam weight decay (paper)
+    # Adam learning rate, constant after the warm-up. The authors' code builds Adam with 3e-4,
+    # but its warm-up ramps to 3e-3 over 25 steps, holds it and divides by 5 at 50 and again at
+    # 25 epochs before the end of 1000 (their MCL / DCCA: a constant 3e-4, no warm-up)
+    lr: float = 3e-4
+    weight_decay: float = 1e-4  # Adam weight decay (the authors')
     warmup_steps: int = 20  # linear learning-rate warm-up
     temperature: float = 0.5  # contrastive temperature (paper)
     tau_plus: float = 0.1  # hard-negative loss class prior (paper)
     beta: float = 1.0  # hard-negative concentration (paper)
     w_superpixel: float = 1.0  # weight of the superpixel-level term
     w_image: float = 1.0  # weight of the image-level term
+    # weight of the S1-vs-S2 image term inside each view (networks with separate S1 and S2
+    # branches); the authors' intermediate model has it with weight 1
+    w_cross: float = 0.0
+    # a 1x1 conv + L2 norm between the features and the superpixel contrast, as the authors do;
+    # the probe reads the features before it
+    projection: bool = False
     ema: float = 0.0  # momentum of an EMA teacher for the second view (0 = no teacher)
     sp_scales: tuple[float, ...] = (
         200.0,

@@ -1,8 +1,11 @@
-"""Self-supervised methods, chosen through one registry: ``pixel`` (the paper's), ``mcl``, ``dcca``.
+"""Self-supervised methods, chosen through one registry: ``pixel`` (the paper's), and the
+baselines ``mcl``, ``dcca`` (per pixel, ours) and ``dcca_image`` (the authors' DCCA).
 
 A method is thin: it cuts the two views, runs the network, aligns, pools and calls a loss from
-:mod:`sarfuse.ssl.losses`. It is an ``nn.Module`` only so that an optional EMA teacher travels
-with the training module's checkpoints. Usage by a training loop::
+:mod:`sarfuse.ssl.losses`. It is an ``nn.Module`` so that its heads and an optional EMA teacher
+train and travel with the training module's checkpoints. ``probe`` says what a probe reads
+from a network the method trained: image-level methods train only the encoders, so they are
+probed through the encoders' hypercolumns, as the authors probe them. Usage by a training loop::
 
     method = build_method("pixel", fusion="late", model=model, ema=0.99)
     parts = method.loss(model, batch, sample_view_params(B, margin))  # {"loss": ..., ...}
@@ -16,15 +19,18 @@ import inspect
 from typing import ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sarfuse.errors import SarfuseError, check
-from sarfuse.models.fusion import FUSIONS, FusionName, FusionNet
+from sarfuse.models.fusion import FUSIONS, FusionName, FusionNet, ProbeKind
+from sarfuse.ssl.heads import ProjectionHead
 from sarfuse.ssl.losses import dcca_loss, hard_negative_nt_xent
 from sarfuse.ssl.pooling import paired_superpixel_mean
 from sarfuse.ssl.views import ViewParams, align_to_view1, make_views
 
-MethodName = Literal["pixel", "mcl", "dcca"]
+MethodName = Literal["pixel", "mcl", "dcca", "dcca_image"]
+NOT_SET_UP = "build the method with build_method(..., model=model)"
 
 
 class EMATeacher(nn.Module):
@@ -68,6 +74,7 @@ class Method(nn.Module):
     name: ClassVar[str]
     fusions: ClassVar[tuple[str, ...]] = tuple(FUSIONS)
     requirement: ClassVar[str] = ""  # why other fusions are refused, for the error message
+    probe: ClassVar[ProbeKind] = "features"  # what a probe reads from the trained network
 
     def setup(self, model: FusionNet) -> None:
         """Create state that depends on the network (called by :func:`build_method`)."""
@@ -102,6 +109,11 @@ class PixelMethod(ContrastMethod):
     with view-2 S2 and view-1 S2 with view-2 S1, at both levels. Multi-scale segments
     (B, S, h, w) average the superpixel term over the S scales. With ``ema`` > 0, view 2 goes
     through an EMA teacher of the network.
+
+    ``w_cross`` > 0 adds the cross-sensor image term of the authors' intermediate model: inside
+    each view, the S1 branch's image feature against the S2 branch's (networks with separate
+    branches only). ``projection`` puts a :class:`ProjectionHead` per contrasted map between
+    the features and the superpixel contrast, as the authors do; the probe reads the features.
     """
 
     name = "pixel"
@@ -115,15 +127,29 @@ class PixelMethod(ContrastMethod):
         w_image: float = 1.0,
         ema: float = 0.0,
         max_segments: int | None = None,
+        w_cross: float = 0.0,
+        projection: bool = False,
     ) -> None:
         super().__init__(temperature, tau_plus, beta)
-        self.w_superpixel, self.w_image = w_superpixel, w_image
-        self.ema, self.max_segments = ema, max_segments
+        self.w_superpixel, self.w_image, self.w_cross = w_superpixel, w_image, w_cross
+        self.ema, self.max_segments, self.projection = ema, max_segments, projection
         self.teacher: EMATeacher | None = None
+        self.heads = nn.ModuleDict()  # contrasted map name -> projection head
 
     def setup(self, model: FusionNet) -> None:
         if self.ema > 0 and self.teacher is None:
             self.teacher = EMATeacher(model, self.ema)
+        if self.projection and not self.heads:
+            maps = {k for pair in self._keys(model.out_dims)[0] for k in pair}
+            self.heads.update({k: ProjectionHead(model.out_dims[k]) for k in sorted(maps)})
+
+    def check_model(self, model: FusionNet) -> None:
+        super().check_model(model)
+        check(
+            self.w_cross == 0 or "s1_image" in model.out_dims,
+            None,
+            f"w_cross needs separate S1 and S2 image features, which {model.fusion} fusion lacks",
+        )
 
     def after_step(self, model: FusionNet) -> None:
         if self.teacher is not None:
@@ -131,11 +157,8 @@ class PixelMethod(ContrastMethod):
 
     def loss(self, model: FusionNet, batch: dict, params: ViewParams) -> dict[str, Tensor]:
         self.check_model(model)
-        check(
-            self.ema == 0 or self.teacher is not None,
-            None,
-            "the EMA teacher is missing: build the method with build_method(..., model=model)",
-        )
+        check(self.ema == 0 or self.teacher is not None, None, f"no EMA teacher: {NOT_SET_UP}")
+        check(not self.projection or len(self.heads) > 0, None, f"no heads: {NOT_SET_UP}")
         check("segments" in batch, None, "the pixel method needs superpixel segments in the batch")
         view1, view2 = make_views(batch, params)
         out1 = _run(model, view1)
@@ -144,8 +167,11 @@ class PixelMethod(ContrastMethod):
         mask = view1["valid"] & valid2 & overlap  # (B, c, c)
         segments = view1["segments"]
         segments = segments[:, None] if segments.ndim == 3 else segments  # (B, S, c, c)
-        pixel_pairs, image_pairs = self._pairs(out1, out2)
-        aligned = [(a, align_to_view1(b, params)[0]) for a, b in pixel_pairs]
+        pixel_keys, image_keys = self._keys(out1)
+        aligned = [
+            (self._project(a, out1[a]), align_to_view1(self._project(b, out2[b]), params)[0])
+            for a, b in pixel_keys
+        ]
         sp = torch.stack(
             [
                 self._superpixel_term(a, b, segments[:, s], mask)
@@ -153,19 +179,27 @@ class PixelMethod(ContrastMethod):
                 for s in range(segments.shape[1])
             ]
         ).mean()
-        img = torch.stack([self.contrast(a, b) for a, b in image_pairs]).mean()
+        img = torch.stack([self.contrast(out1[a], out2[b]) for a, b in image_keys]).mean()
         total = self.w_superpixel * sp + self.w_image * img
-        return {"loss": total, "superpixel": sp, "image": img}
+        parts = {"loss": total, "superpixel": sp, "image": img}
+        if self.w_cross > 0:  # views through the EMA teacher carry no gradient
+            student = [out1] if self.teacher is not None else [out1, out2]
+            cross = torch.stack([self.contrast(o["s1_image"], o["s2_image"]) for o in student])
+            parts["cross"] = cross.mean()
+            parts["loss"] = parts["loss"] + self.w_cross * parts["cross"]
+        return parts
 
     @staticmethod
-    def _pairs(out1: dict, out2: dict) -> tuple[list, list]:
-        """(view-1, view-2) positive pairs of per-pixel maps and of image features."""
-        if "s1_features" in out1:  # separate sensor branches: contrast across sensors
+    def _keys(out: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(view-1, view-2) output names of the positive pairs of per-pixel maps and of images."""
+        if "s1_features" in out:  # separate sensor branches: contrast across sensors
             cross = [("s1", "s2"), ("s2", "s1")]
-            pixel = [(out1[f"{a}_features"], out2[f"{b}_features"]) for a, b in cross]
-            image = [(out1[f"{a}_image"], out2[f"{b}_image"]) for a, b in cross]
-            return pixel, image
-        return [(out1["features"], out2["features"])], [(out1["image"], out2["image"])]
+            pixel = [(f"{a}_features", f"{b}_features") for a, b in cross]
+            return pixel, [(f"{a}_image", f"{b}_image") for a, b in cross]
+        return [("features", "features")], [("image", "image")]
+
+    def _project(self, name: str, x: Tensor) -> Tensor:
+        return self.heads[name](x) if name in self.heads else x
 
     def _superpixel_term(self, f1: Tensor, f2: Tensor, segments: Tensor, mask: Tensor) -> Tensor:
         p1, p2, _, _ = paired_superpixel_mean(f1, f2, segments, mask, self.max_segments)
@@ -173,11 +207,16 @@ class PixelMethod(ContrastMethod):
 
 
 class MCLMethod(ContrastMethod):
-    """Multi-view contrast of S1 vs S2 image features of the same crop (no superpixels)."""
+    """Multi-view contrast of S1 vs S2 image features of the same crop (no superpixels).
+
+    The loss trains the encoders and the per-sensor image heads only, so the network is probed
+    through its encoder hypercolumns.
+    """
 
     name = "mcl"
     fusions = ("intermediate", "late")
     requirement = "it contrasts separate S1 and S2 image features"
+    probe = "hypercolumn"
 
     def loss(self, model: FusionNet, batch: dict, params: ViewParams) -> dict[str, Tensor]:
         self.check_model(model)
@@ -189,8 +228,9 @@ class MCLMethod(ContrastMethod):
 class DCCAMethod(Method):
     """Deep CCA between the S1 and S2 per-pixel features of valid pixels of view 1.
 
-    At most ``max_pixels`` random pixels of the batch enter the covariances, which bounds the
-    cost; ``k`` keeps only the top-k correlations.
+    Our per-pixel variant, probed through the decoder features it trains; the authors' DCCA is
+    image-level (:class:`DCCAImageMethod`). At most ``max_pixels`` random pixels of the batch
+    enter the covariances, which bounds the cost; ``k`` keeps only the top-k correlations.
     """
 
     name = "dcca"
@@ -218,16 +258,66 @@ class DCCAMethod(Method):
         return {"loss": loss, "correlation": -loss.detach()}
 
 
-METHODS: dict[str, type[Method]] = {"pixel": PixelMethod, "mcl": MCLMethod, "dcca": DCCAMethod}
+class DCCAImageMethod(Method):
+    """The authors' DCCA: deep CCA between the S1 and S2 image features of view-1 crops.
+
+    Each sensor's image feature (its pooled encoder bottleneck through the network's image
+    head) goes through a linear layer to ``dim`` (the authors' 10) and L2 normalisation, and
+    all ``dim`` correlations over the batch are maximised. The authors use 1000 crops a batch:
+    with few more crops than ``dim`` the batch correlations overstate the true ones. Only the
+    encoders and heads train, so the network is probed through its encoder hypercolumns.
+    """
+
+    name = "dcca_image"
+    fusions = ("intermediate", "late")
+    requirement = "it correlates separate S1 and S2 image features"
+    probe = "hypercolumn"
+    sensors: ClassVar[tuple[str, str]] = ("s1_image", "s2_image")
+
+    def __init__(self, eps: float = 1e-3, dim: int = 10) -> None:
+        super().__init__()
+        self.eps, self.dim = eps, dim
+        self.heads = nn.ModuleDict()  # image output name -> linear layer to dim
+
+    def setup(self, model: FusionNet) -> None:
+        if not self.heads:
+            self.heads.update({k: nn.Linear(model.out_dims[k], self.dim) for k in self.sensors})
+
+    def loss(self, model: FusionNet, batch: dict, params: ViewParams) -> dict[str, Tensor]:
+        self.check_model(model)
+        check(len(self.heads) > 0, None, f"no heads: {NOT_SET_UP}")
+        view1, _ = make_views(batch, params)
+        out = _run(model, view1)
+        h1, h2 = (F.normalize(self.heads[k](out[k]), dim=1) for k in self.sensors)  # (B, dim)
+        loss = dcca_loss(h1, h2, self.eps)
+        return {"loss": loss, "correlation": -loss.detach()}
+
+
+METHODS: dict[str, type[Method]] = {
+    "pixel": PixelMethod,
+    "mcl": MCLMethod,
+    "dcca": DCCAMethod,
+    "dcca_image": DCCAImageMethod,
+}
+
+
+def method_class(name: str) -> type[Method]:
+    """The registered method ``name``, or a one-line :class:`SarfuseError` naming the choices."""
+    if name not in METHODS:
+        raise SarfuseError(None, f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def probe_kind(method: str) -> ProbeKind:
+    """What a probe reads from a network pretrained with ``method`` (:meth:`FusionNet.probe`)."""
+    return method_class(method).probe
 
 
 def check_combination(fusion: FusionName, method: MethodName) -> None:
     """Raise a one-line :class:`SarfuseError` if ``method`` cannot train a ``fusion`` network."""
-    if method not in METHODS:
-        raise SarfuseError(None, f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    cls = method_class(method)
     if fusion not in FUSIONS:
         raise SarfuseError(None, f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
-    cls = METHODS[method]
     if fusion not in cls.fusions:
         raise SarfuseError(
             None,
@@ -250,12 +340,10 @@ def build_method(
 ) -> Method:
     """The method ``name`` with its options; checks it against ``fusion`` (or ``model.fusion``)
     and, given ``model``, creates the state that depends on it (the EMA teacher)."""
-    if name not in METHODS:
-        raise SarfuseError(None, f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    cls = method_class(name)
     fusion = fusion if fusion is not None or model is None else model.fusion
     if fusion is not None:
         check_combination(fusion, name)
-    cls = METHODS[name]
     allowed = list(inspect.signature(cls).parameters)
     unknown = sorted(set(opts) - set(allowed))
     if unknown:
@@ -266,5 +354,6 @@ def build_method(
         )
     method = cls(**opts)
     if model is not None:
+        method.check_model(model)
         method.setup(model)
     return method

@@ -67,6 +67,8 @@ class PretrainModule(L.LightningModule):
             "beta": cfg.beta,
             "w_superpixel": cfg.w_superpixel,
             "w_image": cfg.w_image,
+            "w_cross": cfg.w_cross,
+            "projection": cfg.projection,
             "ema": cfg.ema,
         }
         accepted = inspect.signature(METHODS[cfg.method]).parameters
@@ -97,6 +99,8 @@ class PretrainModule(L.LightningModule):
         self.method.after_step(self.model)
 
     def configure_optimizers(self):
+        """Adam, a linear warm-up, then a constant rate (the authors' schedule differs: see
+        :attr:`PretrainConfig.lr`)."""
         cfg = self.cfg
         opt = torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         warm = max(cfg.warmup_steps, 1)

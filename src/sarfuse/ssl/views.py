@@ -5,6 +5,10 @@ view 2 is the crop shifted by (dy, dx) (|dy|, |dx| <= m, so it is always cut fro
 then flipped. :func:`align_to_view1` undoes the flip and the shift on features of view 2 so
 that both views' features describe the same ground pixel at the same index. All warps are
 integer index arithmetic followed by one ``gather``: exact, vectorised, and differentiable.
+
+The authors shift (by up to 20 %) and flip a 32 x 32 crop and contrast the centre 16 x 16 of
+each view, which the shift never pushes off the crop; our views are whole crops, cut from a
+context wide enough that every shifted pixel is real data.
 """
 
 from __future__ import annotations
