@@ -72,7 +72,7 @@ def edge_mask(labels: np.ndarray, width: int = EDGE_WIDTH, ignore_index: int = 2
     lab = np.asarray(labels).astype(np.int64)
     ignored = lab == ignore_index
     size = [1] * (lab.ndim - 2) + [2 * width + 1] * 2
-    low = minimum_filter(np.where(ignored, np.iinfo(np.int64).max, lab), size=size, mode="nearest")
+    low = minimum_filter(np.where(ignored, ignore_index, lab), size=size, mode="nearest")
     high = maximum_filter(np.where(ignored, -1, lab), size=size, mode="nearest")
     return ~ignored & ((low < lab) | (high > lab))
 
