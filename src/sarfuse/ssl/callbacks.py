@@ -56,7 +56,10 @@ class LossLog(L.Callback):
         if not trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        row = {"step": trainer.global_step, "epoch": trainer.current_epoch, **metrics}
+        # the data's epoch (the sampler's, as many steps as the loader has batches): Lightning's
+        # own count shifts when a run resumes from a checkpoint written at an epoch end
+        epoch = (trainer.global_step - 1) // trainer.num_training_batches
+        row = {"step": trainer.global_step, "epoch": epoch, **metrics}
         row["seconds"] = round(time.perf_counter() - self._t0, 3)
         if self.columns is None:
             self.columns = list(row)

@@ -125,7 +125,8 @@ def pretrain(
     )
     log = LossLog(run_dir / "loss.csv")
     accel = accelerator(config.device)
-    several = accel == "gpu" and torch.cuda.device_count() > 1
+    world = torch.cuda.device_count() if accel == "gpu" else 1  # the ranks of devices="auto"
+    total = config.steps if config.steps is not None else config.epochs * sampler.epoch_steps(world)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
@@ -135,10 +136,12 @@ def pretrain(
             accelerator=accel,
             devices="auto",
             # most methods leave some heads unused (MCL: the decoder), which plain DDP refuses
-            strategy="ddp_find_unused_parameters_true" if several else "auto",
-            # with --steps, enough epochs to reach them (the progress bar then shows a real total)
-            max_epochs=config.epochs if config.steps is None else -(-config.steps // len(sampler)),
-            max_steps=config.steps if config.steps is not None else -1,
+            strategy="ddp_find_unused_parameters_true" if world > 1 else "auto",
+            # a run's length is counted in steps only: resumed from a checkpoint written at an
+            # epoch end or at the end of a run, Lightning replays that epoch for one batch and
+            # its epoch count runs ahead, so max_epochs would stop the run short of its steps
+            max_epochs=-1,
+            max_steps=total,
             logger=False,
             enable_checkpointing=False,
             enable_model_summary=False,
