@@ -174,3 +174,15 @@ def test_a_rewritten_checkpoint_is_loaded_again(run, tmp_path):
         first.model.state_dict()[key.removeprefix("model.")].numpy(),
         second.model.state_dict()[key.removeprefix("model.")].numpy(),
     )
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_unread(run, tmp_path, payload):
+    """Checkpoints are shared: one holding a pickled object is refused, its payload never run."""
+    ckpt = torch.load(run / "last.ckpt", weights_only=True)
+    ckpt["extra"] = payload
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save(ckpt, crafted)
+    with pytest.raises(SarfuseError, match="refused: it holds a Python object") as err:
+        load_pretrained(crafted)
+    assert str(err.value).startswith(str(crafted)) and "\n" not in str(err.value)
+    assert not payload.marker.exists()

@@ -164,6 +164,23 @@ def test_resume_with_other_network_settings_is_refused(data, tmp_path):
     assert (run / "config.json").read_text() == config  # the run's record is left alone
 
 
+def test_resuming_reads_the_checkpoint_as_tensors_and_plain_data_only(data, tmp_path, monkeypatch):
+    """Lightning reads the checkpoint again to restore the loops and optimiser: that read must
+    not unpickle objects either (a crafted file is refused before, by our own read)."""
+    run = tmp_path / "run"
+    pretrain(data, run, replace(TINY, steps=1), progress=False)
+    reads = []
+    original = torch.load
+
+    def spy(*args, **kwargs):
+        reads.append(kwargs.get("weights_only"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    assert pretrain(data, run, replace(TINY, steps=2), resume=True, progress=False).steps == 2
+    assert len(reads) >= 2 and all(w is True for w in reads), reads
+
+
 class Interrupted(RuntimeError):
     """Stands for a crash or a killed job."""
 

@@ -29,6 +29,8 @@ class AtomicCheckpoint(L.Callback):
         self._last_saved = trainer.global_step
         if trainer.is_global_zero:
             with atomic_path(self.path) as tmp:
+                # Lightning's weights_only=False: the whole training state, not the weights alone
+                # (still tensors and plain data only, read back with torch.load(weights_only=True))
                 trainer.save_checkpoint(tmp, weights_only=False)
         else:
             trainer.strategy.barrier()

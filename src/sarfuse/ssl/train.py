@@ -18,6 +18,7 @@ from sarfuse.data.dataset import PatchDataset
 from sarfuse.data.demo import demo_data
 from sarfuse.data.layouts import DataSource, discover
 from sarfuse.errors import SarfuseError
+from sarfuse.io_utils import load_tensors
 from sarfuse.ssl.callbacks import AtomicCheckpoint, LossLog
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.crops import CropBatchSampler, CropDataset
@@ -152,7 +153,8 @@ def pretrain(
             default_root_dir=run_dir,
             log_every_n_steps=1,
         )
-        trainer.fit(module, loader, ckpt_path=ckpt if resume else None)
+        # tensors and plain data only: a checkpoint from elsewhere must not run code
+        trainer.fit(module, loader, ckpt_path=ckpt if resume else None, weights_only=True)
     from sarfuse.plots import plot_loss_curve
 
     if (run_dir / "loss.csv").exists():
@@ -165,11 +167,9 @@ def _resume_point(path: Path) -> dict:
     """The checkpoint to resume: its global step restarts the crop sequence, its data contract
     and model config must match the run being resumed."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise SarfuseError(
-            path, f"cannot resume: not a readable checkpoint ({type(exc).__name__})"
-        ) from None
+        ckpt = load_tensors(path, "not a readable checkpoint")
+    except SarfuseError as err:
+        raise SarfuseError(path, f"cannot resume: {err.problem}") from None
     if not isinstance(ckpt, dict) or "sarfuse" not in ckpt or "global_step" not in ckpt:
         raise SarfuseError(path, "cannot resume: not a sarfuse pretraining checkpoint")
     return ckpt
