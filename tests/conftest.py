@@ -34,3 +34,19 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class CodeRunner:
+    """Unpickling this runs code (it creates ``marker``): the payload of a crafted file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').close()",)
+
+
+@pytest.fixture
+def payload(tmp_path) -> CodeRunner:
+    """Put it in a checkpoint or probe file; ``payload.marker`` exists if loading ran it."""
+    return CodeRunner(tmp_path / "payload-ran")

@@ -195,7 +195,19 @@ def test_image_level_checkpoints_are_probed_through_hypercolumns(data, tmp_path)
 def test_projection_heads_stay_out_of_the_probed_network(data, tmp_path):
     out = tmp_path / "proj"
     pretrain(data, out, replace(TINY, projection=True, w_cross=1.0), progress=False)
-    state = torch.load(out / "last.ckpt", weights_only=False)["state_dict"]
+    state = torch.load(out / "last.ckpt", weights_only=True)["state_dict"]
     assert any(k.startswith("method.heads.features.") for k in state)
     net = load_pretrained(out)  # only the network's weights, the heads are left behind
     assert net.feature_dim == D and features(net, *raw_inputs()).shape == (2, D, 20, 20)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_unread(run, tmp_path, payload):
+    """Checkpoints are shared: one holding a pickled object is refused, its payload never run."""
+    ckpt = torch.load(run / "last.ckpt", weights_only=True)
+    ckpt["extra"] = payload
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save(ckpt, crafted)
+    with pytest.raises(SarfuseError, match="refused: it holds a Python object") as err:
+        load_pretrained(crafted)
+    assert str(err.value).startswith(str(crafted)) and "\n" not in str(err.value)
+    assert not payload.marker.exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import pickle
 import re
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ from sarfuse.data.layouts import discover
 from sarfuse.data.synth import generate
 from sarfuse.mapping.tiling import tile_windows
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
+from sarfuse.ssl.config import PretrainConfig
 
 COMMANDS = dict(get_command(app).commands)
 TINY_PRETRAIN = (
@@ -376,7 +378,7 @@ def test_map_refuses_a_checkpoint_of_another_contract(
     data: Path, checkpoint: Path, pretrained_probe: Path, tmp_path: Path
 ) -> None:
     """A network trained with other normalisation statistics cannot feed this probe."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     stats = copy.deepcopy(ckpt["sarfuse"]["stats"])
     stats["s1"]["mean"]["VV"] += 3.0
     ckpt["sarfuse"]["stats"] = stats
@@ -407,6 +409,86 @@ def test_map_refuses_a_checkpoint_for_a_raw_probe(
     )  # fmt: skip
     assert_one_error(result, str(probe_dir / "probe.pt"), "raw bands", "drop --checkpoint")
     assert not out.exists()
+
+
+# --- files from elsewhere -------------------------------------------------------------------
+# Checkpoints and probe folders are shared; one crafted to run code when unpickled must be
+# refused by every command that reads it, with the payload never run (see ``payload``).
+
+
+@pytest.fixture
+def crafted_checkpoint(checkpoint: Path, payload, tmp_path: Path) -> Path:
+    """A real checkpoint with a pickled object added: loading it fully would run the payload."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt["extra"] = payload
+    path = tmp_path / "shared" / "last.ckpt"
+    path.parent.mkdir()
+    torch.save(ckpt, path)
+    return path
+
+
+def assert_refused(result: Result, path: Path, payload, *fragments: str) -> None:
+    assert_one_error(result, str(path), *fragments)
+    assert not payload.marker.exists()
+
+
+def test_probe_refuses_a_checkpoint_that_would_run_code(
+    data: Path, crafted_checkpoint: Path, payload, tmp_path: Path
+) -> None:
+    result = invoke("probe", data, "--checkpoint", crafted_checkpoint, "--out", tmp_path / "p",
+                    *FAST_PROBE)  # fmt: skip
+    assert_refused(result, crafted_checkpoint, payload, "refused", "could run code")
+
+
+def test_map_refuses_a_checkpoint_that_would_run_code(
+    data: Path, pretrained_probe: Path, crafted_checkpoint: Path, payload, tmp_path: Path
+) -> None:
+    result = invoke(
+        "map", "--probe", pretrained_probe, "--checkpoint", crafted_checkpoint, "--s1",
+        data / S1_P2, "--s2", data / S2_P2, "--out", tmp_path / "map.tif", "--device", "cpu",
+    )  # fmt: skip
+    assert_refused(result, crafted_checkpoint, payload, "refused", "could run code")
+    assert not (tmp_path / "map.tif").exists()
+
+
+def test_map_refuses_a_pickled_random_forest(
+    data: Path, pretrained_probe: Path, payload, tmp_path: Path
+) -> None:
+    """Older sarfuse versions pickled the forest into probe.pt; that file could carry anything."""
+    probe_dir = tmp_path / "probe"
+    shutil.copytree(pretrained_probe, probe_dir)
+    record = torch.load(probe_dir / "probe.pt", weights_only=True)
+    torch.save({**record, "kind": "rf", "state": pickle.dumps(payload)}, probe_dir / "probe.pt")
+    result = invoke("map", "--probe", probe_dir, "--s1", data / S1_P2, "--s2", data / S2_P2,
+                    "--out", tmp_path / "map.tif", "--device", "cpu")  # fmt: skip
+    assert_refused(result, probe_dir / "probe.pt", payload, "older sarfuse", "retrain the probe")
+
+
+def test_experiment_refuses_a_finished_pretraining_that_would_run_code(
+    data: Path, crafted_checkpoint: Path, payload, tmp_path: Path
+) -> None:
+    """A finished pretraining is reused as it is: its checkpoint is read, not retrained."""
+    exp = tmp_path / "exp"
+    run = exp / "pretrain" / "early-pixel"
+    run.mkdir(parents=True)
+    shutil.copy(crafted_checkpoint, run / "last.ckpt")
+    PretrainConfig(fusion="early", method="pixel", steps=2, device="cpu").to_json(
+        run / "config.json"
+    )
+    (run / "done").write_text("ok\n")
+    result = invoke("experiment", data, "--fusion", "early", "--methods", "pixel", "--labels", 1,
+                    "--seeds", 0, "--steps", 2, "--patch-size", 128, "--device", "cpu",
+                    "--out", exp)  # fmt: skip
+    assert_refused(result, run / "last.ckpt", payload, "refused", "could run code")
+
+
+def test_pretrain_refuses_to_resume_a_checkpoint_that_would_run_code(
+    data: Path, pretrain_run: tuple[Path, Result], crafted_checkpoint: Path, payload
+) -> None:
+    run = crafted_checkpoint.parent
+    shutil.copy(pretrain_run[0] / "config.json", run / "config.json")
+    result = invoke("pretrain", data, "--out", run, "--resume", "--steps", 4, "--device", "cpu")
+    assert_refused(result, crafted_checkpoint, payload, "cannot resume: refused")
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ import numpy as np  # noqa: F401  (accepted input type)
 import torch
 
 from sarfuse.errors import SarfuseError
+from sarfuse.io_utils import load_tensors
 from sarfuse.models import ProbeKind, build_model
 from sarfuse.ssl.methods import probe_kind
 
@@ -68,10 +69,7 @@ class Pretrained:
 def _read(path: Path) -> dict:
     if not path.is_file():
         raise SarfuseError(path, "checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise SarfuseError(path, f"not a readable checkpoint ({type(exc).__name__})") from None
+    ckpt = load_tensors(path, "not a readable checkpoint")
     if not isinstance(ckpt, dict) or "sarfuse" not in ckpt:
         raise SarfuseError(path, "not a sarfuse pretraining checkpoint")
     return ckpt

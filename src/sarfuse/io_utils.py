@@ -1,13 +1,17 @@
-"""Small file helpers: every output is written atomically so an interruption never loses work."""
+"""Small file helpers: every output is written atomically so an interruption never loses work,
+and torch files are read as tensors and plain data only, so a shared file cannot run code."""
 
 from __future__ import annotations
 
 import csv
 import os
+import pickle
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -48,3 +52,29 @@ def atomic_write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> 
         writer.writeheader()
         writer.writerows(rows)
     return Path(path)
+
+
+def load_tensors(path: str | Path, unreadable: str) -> Any:
+    """``torch.load`` that builds tensors and plain data only, never other Python objects.
+
+    A pickle can run any code while it is read, so a shared checkpoint or probe file is read
+    with ``weights_only=True``; a file that needs more is refused. Errors are one
+    :class:`SarfuseError` naming ``path``: ``unreadable`` plus the cause for a damaged file.
+    """
+    import torch
+
+    from sarfuse.errors import SarfuseError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            raise SarfuseError(path, f"{unreadable} (UnpicklingError)") from None
+        raise SarfuseError(
+            path,
+            f"refused: it holds a Python object ({found.group(1)}) besides tensors and plain "
+            "data, and loading that could run code",
+        ) from None
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise SarfuseError(path, f"{unreadable} ({type(exc).__name__})") from None

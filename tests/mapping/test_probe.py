@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -169,3 +172,45 @@ def test_load_rejects_other_files(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(SarfuseError, match="other.pt: not a sarfuse classifier"):
         load_classifier(tmp_path / "other.pt")
+
+
+def _rf_file(tmp_path, state) -> Path:
+    """A random-forest probe file with ``state`` in place of the forest's arrays."""
+    x, y = _problem(n=4)
+    clf, _ = train_classifier("rf", x, y, K, n_estimators=2)
+    path = save_classifier(tmp_path / "probe.pt", clf)
+    record = torch.load(path, weights_only=True)
+    record["state"] = state(record["state"])
+    torch.save(record, path)
+    return path
+
+
+def test_a_forest_is_saved_as_tensors_only(tmp_path):
+    path = _rf_file(tmp_path, lambda state: state)
+    state = torch.load(path, weights_only=True)["state"]
+    assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_a_pickled_forest_of_an_older_sarfuse_is_refused_unread(tmp_path, payload):
+    path = _rf_file(tmp_path, lambda _: pickle.dumps(payload))
+    with pytest.raises(SarfuseError, match="older sarfuse as a pickle.*retrain the probe") as err:
+        load_classifier(path)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+    assert not payload.marker.exists()
+
+
+def test_a_probe_file_holding_an_object_is_refused_unread(tmp_path, payload):
+    path = _rf_file(tmp_path, lambda state: {**state, "extra": payload})
+    with pytest.raises(SarfuseError, match="refused: it holds a Python object") as err:
+        load_classifier(path)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+    assert not payload.marker.exists()
+
+
+def test_a_damaged_forest_is_a_one_line_error(tmp_path):
+    def loop(state):
+        state["left"][0] = 0  # the root is its own child: a walk would never end
+        return state
+
+    with pytest.raises(SarfuseError, match="probe.pt: damaged classifier file.*do not form trees"):
+        load_classifier(_rf_file(tmp_path, loop))

@@ -170,7 +170,7 @@ def test_network_probe_maps_and_refuses_another_checkpoint(
     result = map_files(probe_dir, tmp_path / "ok.tif", s1=s1, s2=s2, quicklook=False, **TILES)
     assert Path(result["path"]).is_file()
 
-    other = torch.load(ckpt, map_location="cpu", weights_only=False)
+    other = torch.load(ckpt, map_location="cpu", weights_only=True)
     other["sarfuse"] = copy.deepcopy(other["sarfuse"])
     other["sarfuse"]["s2_bands"] = ["B2", "B3", "B4", "B8", "B11"]
     torch.save(other, tmp_path / "other.ckpt")

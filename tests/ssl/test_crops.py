@@ -151,7 +151,8 @@ def test_crops_from_a_real_patch_dataset(tmp_path):
 
 def test_the_sampler_numbers_the_crops_of_each_step():
     sampler = CropBatchSampler(epoch_size=10, batch=3)
-    assert len(sampler) == 3  # whole batches only
+    assert len(sampler) == sampler.epoch_steps() == 3  # whole batches only
+    assert sampler.epoch_steps(world=2) == 1  # two ranks share each epoch's crops
     assert list(sampler) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
     assert list(sampler) == [[9, 10, 11], [12, 13, 14], [15, 16, 17]]  # the next epoch
 

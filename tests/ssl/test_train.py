@@ -164,6 +164,23 @@ def test_resume_with_other_network_settings_is_refused(data, tmp_path):
     assert (run / "config.json").read_text() == config  # the run's record is left alone
 
 
+def test_resuming_reads_the_checkpoint_as_tensors_and_plain_data_only(data, tmp_path, monkeypatch):
+    """Lightning reads the checkpoint again to restore the loops and optimiser: that read must
+    not unpickle objects either (a crafted file is refused before, by our own read)."""
+    run = tmp_path / "run"
+    pretrain(data, run, replace(TINY, steps=1), progress=False)
+    reads = []
+    original = torch.load
+
+    def spy(*args, **kwargs):
+        reads.append(kwargs.get("weights_only"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    assert pretrain(data, run, replace(TINY, steps=2), resume=True, progress=False).steps == 2
+    assert len(reads) >= 2 and all(w is True for w in reads), reads
+
+
 class Interrupted(RuntimeError):
     """Stands for a crash or a killed job."""
 
@@ -185,20 +202,42 @@ RESUME = replace(
 )  # fmt: skip
 
 
-def whole_and_resumed(data: Path, tmp_path: Path, monkeypatch, cfg: PretrainConfig):
-    """Checkpoints of 7 steps in one go and of 5 steps, a crash and a resume from step 4."""
+def whole_and_resumed(
+    data: Path, tmp_path: Path, monkeypatch, cfg: PretrainConfig, saved_at: int = 4
+):
+    """Checkpoints of 7 steps in one go and of 5 steps, a crash and a resume from the last
+    checkpoint, written at step ``saved_at``."""
     whole = pretrain(data, tmp_path / "whole", cfg, progress=False)
     run = tmp_path / "resumed"
     with monkeypatch.context() as patch:
         interrupt_at(patch, 5)
         with pytest.raises(Interrupted):
             pretrain(data, run, cfg, progress=False)
-    assert load(run / "last.ckpt")["global_step"] == 4
+    assert load(run / "last.ckpt")["global_step"] == saved_at
     assert [int(r["step"]) for r in read_log(run)] == [1, 2, 3, 4, 5]
     resumed = pretrain(data, run, cfg, resume=True, progress=False)
     assert whole.steps == resumed.steps == 7
     assert [r["step"] for r in read_log(run)] == [str(s) for s in range(1, 8)]
     return whole, resumed
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    """Two checkpoints hold the same step, weights, optimiser, schedule and RNG, bit for bit."""
+    assert a["global_step"] == b["global_step"]
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    opt_a, opt_b = a["optimizer_states"][0], b["optimizer_states"][0]
+    assert opt_a["param_groups"] == opt_b["param_groups"]
+    for i, state in opt_a["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, opt_b["state"][i][name]), (i, name)
+    assert a["lr_schedulers"] == b["lr_schedulers"]
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+
+def logged(run: Path) -> list[tuple[str, str, str]]:
+    return [(r["step"], r["epoch"], r["loss"]) for r in read_log(run)]
 
 
 def test_an_interrupted_run_resumes_exactly(data, tmp_path, monkeypatch):
@@ -210,19 +249,43 @@ def test_an_interrupted_run_resumes_exactly(data, tmp_path, monkeypatch):
     run = tmp_path / "resumed"
     whole, resumed = whole_and_resumed(data, tmp_path, monkeypatch, replace(RESUME, device="cpu"))
 
-    assert [r["loss"] for r in read_log(run)] == [r["loss"] for r in read_log(tmp_path / "whole")]
+    assert logged(run) == logged(tmp_path / "whole")
     a, b = load(whole.checkpoint), load(resumed.checkpoint)
     assert a["global_step"] == b["global_step"] == 7 and a["epoch"] == b["epoch"] == 2
     assert any(k.startswith("method.teacher.") for k in a["state_dict"])
-    for key, value in a["state_dict"].items():
-        assert torch.equal(value, b["state_dict"][key]), key
-    opt_a, opt_b = a["optimizer_states"][0], b["optimizer_states"][0]
-    assert opt_a["param_groups"] == opt_b["param_groups"]
-    for i, state in opt_a["state"].items():
-        for name, value in state.items():
-            assert torch.equal(value, opt_b["state"][i][name]), (i, name)
-    assert a["lr_schedulers"] == b["lr_schedulers"]
-    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert_same_state(a, b)
+
+
+def test_a_run_resumed_from_an_epoch_end_reaches_its_steps_exactly(data, tmp_path, monkeypatch):
+    """With no step checkpoints the last one is written at an epoch end (step 3 of 7): the
+    resumed run ends at step 7 as the run done in one go, and resuming it again trains no more."""
+    cfg = replace(RESUME, device="cpu", ckpt_every=100)
+    whole, resumed = whole_and_resumed(data, tmp_path, monkeypatch, cfg, saved_at=3)
+    run = tmp_path / "resumed"
+    assert logged(run) == logged(tmp_path / "whole")
+    assert_same_state(load(whole.checkpoint), load(resumed.checkpoint))
+    assert pretrain(data, run, cfg, resume=True, progress=False).steps == 7
+    assert len(read_log(run)) == 7
+
+
+def test_without_steps_a_run_makes_its_epochs_of_steps(data, tmp_path):
+    """16 patches x 2 crops / batch 4: 8 steps an epoch, 16 for two, each logged in its epoch."""
+    result = pretrain(data, tmp_path / "run", replace(TINY, steps=None, epochs=2), progress=False)
+    assert result.steps == 16
+    assert [r["epoch"] for r in read_log(tmp_path / "run")] == ["0"] * 8 + ["1"] * 8
+
+
+@pytest.mark.parametrize("first", [5, 6])  # a finished run that ends mid-epoch, at an epoch end
+def test_a_finished_run_extended_to_more_steps_equals_the_longer_run(data, tmp_path, first):
+    """``--resume --steps 10`` on a finished run of ``first`` steps: the warm-up schedule does
+    not depend on the run's length, so the result is the 10-step run's, bit for bit."""
+    cfg = replace(RESUME, device="cpu", steps=10)
+    longer = pretrain(data, tmp_path / "whole", cfg, progress=False)
+    run = tmp_path / "extended"
+    pretrain(data, run, replace(cfg, steps=first), progress=False)
+    assert pretrain(data, run, cfg, resume=True, progress=False).steps == 10
+    assert logged(run) == logged(tmp_path / "whole")
+    assert_same_state(load(longer.checkpoint), load(run / "last.ckpt"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -29,6 +29,8 @@ class AtomicCheckpoint(L.Callback):
         self._last_saved = trainer.global_step
         if trainer.is_global_zero:
             with atomic_path(self.path) as tmp:
+                # Lightning's weights_only=False: the whole training state, not the weights alone
+                # (still tensors and plain data only, read back with torch.load(weights_only=True))
                 trainer.save_checkpoint(tmp, weights_only=False)
         else:
             trainer.strategy.barrier()
@@ -56,7 +58,10 @@ class LossLog(L.Callback):
         if not trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        row = {"step": trainer.global_step, "epoch": trainer.current_epoch, **metrics}
+        # the data's epoch (the sampler's, as many steps as the loader has batches): Lightning's
+        # own count shifts when a run resumes from a checkpoint written at an epoch end
+        epoch = (trainer.global_step - 1) // trainer.num_training_batches
+        row = {"step": trainer.global_step, "epoch": epoch, **metrics}
         row["seconds"] = round(time.perf_counter() - self._t0, 3)
         if self.columns is None:
             self.columns = list(row)

@@ -111,8 +111,12 @@ class CropBatchSampler(Sampler[list[int]]):
             return dist.get_rank(), dist.get_world_size()
         return 0, 1
 
+    def epoch_steps(self, world: int = 1) -> int:
+        """Steps in an epoch when ``world`` ranks share the crops."""
+        return max(self.epoch_size // (self.batch * world), 1)
+
     def __len__(self) -> int:
-        return max(self.epoch_size // (self.batch * self._rank()[1]), 1)
+        return self.epoch_steps(self._rank()[1])
 
     def __iter__(self) -> Iterator[list[int]]:
         rank, world = self._rank()

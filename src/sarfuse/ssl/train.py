@@ -18,6 +18,7 @@ from sarfuse.data.dataset import PatchDataset
 from sarfuse.data.demo import demo_data
 from sarfuse.data.layouts import DataSource, discover
 from sarfuse.errors import SarfuseError
+from sarfuse.io_utils import load_tensors
 from sarfuse.ssl.callbacks import AtomicCheckpoint, LossLog
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.crops import CropBatchSampler, CropDataset
@@ -125,7 +126,8 @@ def pretrain(
     )
     log = LossLog(run_dir / "loss.csv")
     accel = accelerator(config.device)
-    several = accel == "gpu" and torch.cuda.device_count() > 1
+    world = torch.cuda.device_count() if accel == "gpu" else 1  # the ranks of devices="auto"
+    total = config.steps if config.steps is not None else config.epochs * sampler.epoch_steps(world)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
@@ -135,10 +137,12 @@ def pretrain(
             accelerator=accel,
             devices="auto",
             # most methods leave some heads unused (MCL: the decoder), which plain DDP refuses
-            strategy="ddp_find_unused_parameters_true" if several else "auto",
-            # with --steps, enough epochs to reach them (the progress bar then shows a real total)
-            max_epochs=config.epochs if config.steps is None else -(-config.steps // len(sampler)),
-            max_steps=config.steps if config.steps is not None else -1,
+            strategy="ddp_find_unused_parameters_true" if world > 1 else "auto",
+            # a run's length is counted in steps only: resumed from a checkpoint written at an
+            # epoch end or at the end of a run, Lightning replays that epoch for one batch and
+            # its epoch count runs ahead, so max_epochs would stop the run short of its steps
+            max_epochs=-1,
+            max_steps=total,
             logger=False,
             enable_checkpointing=False,
             enable_model_summary=False,
@@ -149,7 +153,8 @@ def pretrain(
             default_root_dir=run_dir,
             log_every_n_steps=1,
         )
-        trainer.fit(module, loader, ckpt_path=ckpt if resume else None)
+        # tensors and plain data only: a checkpoint from elsewhere must not run code
+        trainer.fit(module, loader, ckpt_path=ckpt if resume else None, weights_only=True)
     from sarfuse.plots import plot_loss_curve
 
     if (run_dir / "loss.csv").exists():
@@ -162,11 +167,9 @@ def _resume_point(path: Path) -> dict:
     """The checkpoint to resume: its global step restarts the crop sequence, its data contract
     and model config must match the run being resumed."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise SarfuseError(
-            path, f"cannot resume: not a readable checkpoint ({type(exc).__name__})"
-        ) from None
+        ckpt = load_tensors(path, "not a readable checkpoint")
+    except SarfuseError as err:
+        raise SarfuseError(path, f"cannot resume: {err.problem}") from None
     if not isinstance(ckpt, dict) or "sarfuse" not in ckpt or "global_step" not in ckpt:
         raise SarfuseError(path, "cannot resume: not a sarfuse pretraining checkpoint")
     return ckpt
