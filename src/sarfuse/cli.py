@@ -193,7 +193,13 @@ def pretrain(
     out_dir: Annotated[
         Path, typer.Option("--out", help="Run folder (checkpoint, config, loss curve).")
     ] = Path("runs/pretrain"),
-    fusion: Annotated[str, typer.Option(help="early | intermediate | late")] = "intermediate",
+    fusion: Annotated[
+        str,
+        typer.Option(
+            help="auto (intermediate with S1 + S2, early with one sensor) | early | intermediate "
+            "| late"
+        ),
+    ] = "auto",
     method: Annotated[str, typer.Option(help="pixel (the paper's) | mcl | dcca")] = "pixel",
     epochs: Annotated[int | None, typer.Option(help="Epochs (default from the config).")] = None,
     steps: Annotated[int | None, typer.Option(help="Optimiser steps (overrides --epochs).")] = None,
@@ -247,8 +253,9 @@ def pretrain(
     if steps is not None:
         cfg.steps = steps
     result = run(_data(data), out_dir, cfg, resume=resume)
+    chosen = " (fusion auto: chosen from the data's sensors)" if cfg.fusion == "auto" else ""
     out.print(
-        f"pretrained {cfg.fusion}/{cfg.method} for {result.steps} steps; loss "
+        f"pretrained {result.config.fusion}/{cfg.method} for {result.steps} steps{chosen}; loss "
         f"{result.first_loss:.3f} -> {result.last_loss:.3f}\n"
         f"checkpoint: {result.checkpoint}\nloss curve: {out_dir / 'loss.png'}"
     )

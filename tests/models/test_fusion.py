@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sarfuse.errors import SarfuseError
-from sarfuse.models import FUSIONS, build_model
+from sarfuse.models import FUSIONS, build_model, resolve_fusion
 
 
 def inputs(b: int = 2, h: int = 12, w: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,3 +90,17 @@ def test_bad_options_are_refused():
         build_model("late", 2, 4, feat_dim=7)
     with pytest.raises(SarfuseError, match="needs input bands"):
         build_model("early", 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("fusion", "sensors", "expected"),
+    [
+        ("auto", ("s1", "s2"), "intermediate"),
+        ("auto", ("s2",), "early"),
+        ("auto", ("s1",), "early"),
+        ("late", ("s1", "s2"), "late"),
+        ("early", ("s1", "s2"), "early"),
+    ],
+)
+def test_resolve_fusion(fusion, sensors, expected):
+    assert resolve_fusion(fusion, sensors) == expected

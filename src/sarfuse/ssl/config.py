@@ -7,14 +7,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-Fusion = Literal["early", "intermediate", "late"]
+from sarfuse.models.fusion import FusionChoice
+
 MethodName = Literal["pixel", "mcl", "dcca"]
 Device = Literal["auto", "cpu", "cuda"]
 
 
 @dataclass
 class PretrainConfig:
-    fusion: Fusion = "intermediate"  # how S1 and S2 are combined
+    # how S1 and S2 are combined; "auto" (resolved when pretraining starts and saved resolved):
+    # intermediate with both sensors, early with one
+    fusion: FusionChoice = "auto"
     method: MethodName = "pixel"  # the paper's superpixel contrast, or the MCL / DCCA baselines
     crop: int = 32  # side of a training view in pixels (the paper's 32)
     crops: tuple[int, ...] = ()  # multi-crop: extra view sizes drawn per batch (empty = off)
