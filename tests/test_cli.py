@@ -271,6 +271,19 @@ def test_probe_raw_writes_the_probe_folder(data: Path, tmp_path: Path) -> None:
         assert (out / name).is_file(), name
 
 
+def test_probe_supervised_trains_its_own_network(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "probe"
+    result = invoke("probe", data, "--features", "supervised", "--supervised-steps", 2,
+                    "--out", out, *FAST_PROBE)  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["features"] == "supervised" and metrics["checkpoint"] is None
+    assert 0.0 <= metrics["miou_all"] <= metrics["mIoU"] <= 1.0
+    s2 = data / S2_P2  # its network is not kept, so it cannot map: said in one line
+    assert_one_error(invoke("map", "--probe", out, "--s2", s2, "--out", tmp_path / "m.tif"),
+                     "supervised features")  # fmt: skip
+
+
 def test_map_writes_a_geotiff(data: Path, pretrained_probe: Path, tmp_path: Path) -> None:
     out = tmp_path / ("a_long_folder_name_" * 5 + "[v2]") / "map.tif"  # printed as it is
     s1, s2 = data / "s1_0/ROIs0000_test_s1_0_p1.tif", data / "s2_0/ROIs0000_test_s2_0_p1.tif"

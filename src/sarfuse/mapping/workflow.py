@@ -14,10 +14,11 @@ from sarfuse.data.dataset import PatchDataset
 from sarfuse.data.normalise import Normaliser
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_write_text
-from sarfuse.mapping.features import FeatureKind, PatchFeatures, feature_setup
+from sarfuse.mapping.features import TRAINED_ON_SPLIT, FeatureKind, PatchFeatures, feature_setup
 from sarfuse.mapping.metrics import confusion_matrix, scores
 from sarfuse.mapping.probe import predict_proba, save_classifier, train_classifier
 from sarfuse.mapping.splits import Split, few_label_split, save_split
+from sarfuse.mapping.supervised import SupervisedConfig, supervised_features
 
 DEFAULT_INDICES = ("mean_sar", "ndvi", "ndwi", "dbsi")
 
@@ -27,7 +28,7 @@ class ProbeConfig:
     labels: int = 10  # labelled patches used for training
     patch_size: int = 64  # scenes are cut into patches of this size; N counts these patches
     seed: int = 0  # draws the split and seeds the classifier
-    features: FeatureKind = "pretrained"  # pretrained | random | raw
+    features: FeatureKind = "pretrained"  # pretrained | random | raw | supervised
     classifier: Literal["linear", "rf"] = "linear"
     indices: tuple[str, ...] = DEFAULT_INDICES  # spectral indices appended to the features
     epochs: int = 50  # linear probe epochs (paper)
@@ -36,6 +37,7 @@ class ProbeConfig:
     probe_batch: int = 1  # labelled patches per SGD step
     n_eval: int | None = None  # fixed held-out evaluation patches (None: all unlabelled ones)
     max_pixels: int = 500_000  # labelled pixels kept for training (uniform sample)
+    supervised_steps: int = SupervisedConfig.steps  # Adam steps of the supervised baseline
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
 
@@ -107,6 +109,11 @@ def run_probe(
         labels = labels if labels is not None else patch_labels(patches, progress)
         split = few_label_split(labels, cfg.labels, cfg.seed, n_eval=cfg.n_eval, num_classes=k)
     save_split(out / "split.json", split)
+    if cfg.features in TRAINED_ON_SPLIT:  # a network trained on the split's labelled patches only
+        net_cfg = SupervisedConfig(steps=cfg.supervised_steps)
+        features = supervised_features(
+            patches, split.train, k, contract, cfg.seed, cfg.device, net_cfg
+        )
     torch.manual_seed(cfg.seed)
     options = (
         {
