@@ -80,7 +80,7 @@ def test_the_run_folder_records_config_and_data_contract(data, tmp_path):
     cfg = replace(TINY, steps=2, sp_scales=(100.0, 300.0), s2_bands=("B2", "B3", "B4"))
     pretrain(data, tmp_path / "run", cfg, progress=False)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert PretrainConfig.from_dict(saved) == cfg
+    assert PretrainConfig.from_dict(saved) == replace(cfg, fusion="intermediate")  # auto, resolved
     meta = load(tmp_path / "run" / "last.ckpt")["sarfuse"]
     assert meta["sensors"] == ["s1", "s2"]
     assert meta["s1_bands"] == ["VV", "VH"] and meta["s2_bands"] == ["B2", "B3", "B4"]
