@@ -240,6 +240,21 @@ def test_pretrain_s2_bands(pretrain_run: tuple[Path, Result], tmp_path: Path, op
     assert bands == expected
 
 
+def test_pretrain_without_fusion_on_s2_only_data_uses_early_fusion(
+    pretrain_run: tuple[Path, Result], tmp_path: Path
+) -> None:
+    """--fusion defaults to auto: S2-only data no longer stops at intermediate fusion."""
+    data = pretrain_run[0].parent / "data"
+    s2 = next(data.glob("s2_*/*.tif"))
+    (tmp_path / "only_s2.csv").write_text(f"s1,s2\n,{s2}\n")
+    result = invoke("pretrain", tmp_path / "only_s2.csv", "--out", tmp_path / "run", *TINY_PRETRAIN)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "pretrained early/pixel for 2 steps (fusion auto" in result.stdout
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["fusion"] == "early"
+    ckpt = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)
+    assert ckpt["sarfuse"]["fusion"] == ckpt["sarfuse"]["model"]["fusion"] == "early"
+
+
 def test_pretrain_rejects_an_unknown_band(data: Path, tmp_path: Path) -> None:
     result = invoke("pretrain", data, "--out", tmp_path / "run", "--s2-bands", "B2,B99",
                     *TINY_PRETRAIN)  # fmt: skip
@@ -256,6 +271,19 @@ def test_probe_raw_writes_the_probe_folder(data: Path, tmp_path: Path) -> None:
     assert metrics["features"] == "raw" and metrics["labelled_patches"] == 2
     for name in ("probe.pt", "split.json", "config.json", "confusion.png"):
         assert (out / name).is_file(), name
+
+
+def test_probe_supervised_trains_its_own_network(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "probe"
+    result = invoke("probe", data, "--features", "supervised", "--supervised-steps", 2,
+                    "--out", out, *FAST_PROBE)  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["features"] == "supervised" and metrics["checkpoint"] is None
+    assert 0.0 <= metrics["miou_all"] <= metrics["mIoU"] <= 1.0
+    s2 = data / S2_P2  # its network is not kept, so it cannot map: said in one line
+    assert_one_error(invoke("map", "--probe", out, "--s2", s2, "--out", tmp_path / "m.tif"),
+                     "supervised features")  # fmt: skip
 
 
 def test_map_writes_a_geotiff(data: Path, pretrained_probe: Path, tmp_path: Path) -> None:

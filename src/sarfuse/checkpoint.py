@@ -16,7 +16,7 @@ import torch
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import load_tensors
 from sarfuse.models import ProbeKind, build_model
-from sarfuse.ssl.methods import probe_kind
+from sarfuse.ssl.methods import METHODS, probe_kind
 
 
 @dataclass
@@ -34,7 +34,8 @@ class Pretrained:
 
     @property
     def probe(self) -> ProbeKind:
-        return probe_kind(self.contract["method"])
+        method = self.contract["method"]  # "supervised" networks are not pretrained: features
+        return probe_kind(method) if method in METHODS else "features"
 
     @property
     def feature_dim(self) -> int:

@@ -193,7 +193,13 @@ def pretrain(
     out_dir: Annotated[
         Path, typer.Option("--out", help="Run folder (checkpoint, config, loss curve).")
     ] = Path("runs/pretrain"),
-    fusion: Annotated[str, typer.Option(help="early | intermediate | late")] = "intermediate",
+    fusion: Annotated[
+        str,
+        typer.Option(
+            help="auto (intermediate with S1 + S2, early with one sensor) | early | intermediate "
+            "| late"
+        ),
+    ] = "auto",
     method: Annotated[
         str, typer.Option(help="pixel (the paper's) | mcl | dcca | dcca_image (the authors' DCCA)")
     ] = "pixel",
@@ -259,8 +265,9 @@ def pretrain(
     if steps is not None:
         cfg.steps = steps
     result = run(_data(data), out_dir, cfg, resume=resume)
+    chosen = " (fusion auto: chosen from the data's sensors)" if cfg.fusion == "auto" else ""
     out.print(
-        f"pretrained {cfg.fusion}/{cfg.method} for {result.steps} steps; loss "
+        f"pretrained {result.config.fusion}/{cfg.method} for {result.steps} steps{chosen}; loss "
         f"{result.first_loss:.3f} -> {result.last_loss:.3f}\n"
         f"checkpoint: {result.checkpoint}\nloss curve: {out_dir / 'loss.png'}"
     )
@@ -276,27 +283,39 @@ def probe(
     labels: Annotated[int, typer.Option(help="Number of labelled patches.")] = 10,
     out_dir: Annotated[Path, typer.Option("--out", help="Probe folder.")] = Path("runs/probe"),
     patch_size: Annotated[int, typer.Option(help="Patch side; N counts these patches.")] = 64,
-    features: Annotated[str, typer.Option(help="pretrained | random | raw")] = "pretrained",
+    features: Annotated[
+        str,
+        typer.Option(
+            help="pretrained | random | raw | supervised (a network trained from scratch on the "
+            "labelled patches only)"
+        ),
+    ] = "pretrained",
     classifier: Annotated[str, typer.Option(help="linear | rf")] = "linear",
     indices: Annotated[
         str, typer.Option(help="Spectral indices appended to the features.")
     ] = "mean_sar,ndvi,ndwi,dbsi",
     epochs: Annotated[int, typer.Option(help="Linear probe epochs.")] = 50,
+    supervised_steps: Annotated[
+        int | None,
+        typer.Option(help="Steps of the --features supervised network (default from the config)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split and the classifier.")] = 0,
     n_eval: Annotated[int | None, typer.Option(help="Fixed number of evaluation patches.")] = None,
     classes: ClassesOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a linear (or random-forest) classifier on few labelled patches and evaluate it."""
+    from typing import get_args
+
+    from sarfuse.mapping.features import NEEDS_CHECKPOINT, FeatureKind
     from sarfuse.mapping.metrics import format_table
     from sarfuse.mapping.workflow import ProbeConfig, run_probe
     from sarfuse.ssl.train import resolve_source, torch_device
 
-    if features not in ("pretrained", "random", "raw") or classifier not in ("linear", "rf"):
-        raise SarfuseError(
-            None, "--features must be pretrained|random|raw and --classifier linear|rf"
-        )
-    if features != "raw" and checkpoint is None:
+    kinds = get_args(FeatureKind)
+    if features not in kinds or classifier not in ("linear", "rf"):
+        raise SarfuseError(None, f"--features must be {'|'.join(kinds)} and --classifier linear|rf")
+    if features in NEEDS_CHECKPOINT and checkpoint is None:
         raise SarfuseError(
             None, f"--features {features} needs --checkpoint (or use --features raw)"
         )
@@ -311,6 +330,8 @@ def probe(
         n_eval=n_eval,
         device=torch_device(device),
     )
+    if supervised_steps is not None:
+        cfg.supervised_steps = supervised_steps
     result = run_probe(resolve_source(_data(data), classes), out_dir, cfg, checkpoint)
     out.print(format_table(result))
     out.print(f"metrics: {out_dir / 'metrics.json'}\nconfusion matrix: {out_dir / 'confusion.png'}")

@@ -57,6 +57,7 @@ def test_scores_known_answer():
     assert s["mIoU"] == pytest.approx((5 / 8 + 3 / 7 + 4 / 5) / 3)
     assert s["per_class"]["b"] == {"iou": pytest.approx(3 / 7), "accuracy": 0.5, "support": 6}
     assert s["absent_classes"] == []
+    assert s["miou_all"] == pytest.approx(s["mIoU"])  # every class present: the same mean
     assert s["confusion"] == CM3.tolist()
 
 
@@ -68,6 +69,16 @@ def test_absent_class_is_reported_and_left_out_of_means():
     assert s["mIoU"] == pytest.approx((2 / 3 + 1 + 1) / 3)
     assert s["AA"] == pytest.approx((2 / 3 + 1 + 1) / 3)
     assert "absent from the truth" in format_table(s)
+
+
+def test_miou_all_counts_absent_classes_as_zero():
+    """Class 3 never occurs and is never predicted; class 2 never occurs but is predicted once."""
+    cm = np.array([[3, 1, 1, 0], [0, 2, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    s = scores(cm)
+    # IoU: class 0 = 3 / 5, class 1 = 2 / 3, classes 2 and 3 absent
+    assert s["mIoU"] == pytest.approx((3 / 5 + 2 / 3) / 2)
+    assert s["miou_all"] == pytest.approx((3 / 5 + 2 / 3 + 0 + 0) / 4)
+    assert f"{s['miou_all']:.4f}" in format_table(s)
 
 
 def test_perfect_single_class_kappa_is_one():

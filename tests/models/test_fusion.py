@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sarfuse.errors import SarfuseError
-from sarfuse.models import FUSIONS, build_model, hypercolumn
+from sarfuse.models import FUSIONS, build_model, hypercolumn, resolve_fusion
 
 
 def inputs(b: int = 2, h: int = 12, w: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,3 +121,17 @@ def test_hypercolumn_upsamples_coarse_levels_smoothly():
     coarse = torch.tensor([[[[0.0, 1.0]]]])  # (1, 1, 1, 2)
     fine = hypercolumn([coarse], (1, 4))
     torch.testing.assert_close(fine, torch.tensor([[[[0.0, 0.25, 0.75, 1.0]]]]))
+
+
+@pytest.mark.parametrize(
+    ("fusion", "sensors", "expected"),
+    [
+        ("auto", ("s1", "s2"), "intermediate"),
+        ("auto", ("s2",), "early"),
+        ("auto", ("s1",), "early"),
+        ("late", ("s1", "s2"), "late"),
+        ("early", ("s1", "s2"), "early"),
+    ],
+)
+def test_resolve_fusion(fusion, sensors, expected):
+    assert resolve_fusion(fusion, sensors) == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def test_the_run_folder_records_config_and_data_contract(data, tmp_path):
     cfg = replace(TINY, steps=2, sp_scales=(100.0, 300.0), s2_bands=("B2", "B3", "B4"))
     pretrain(data, tmp_path / "run", cfg, progress=False)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert PretrainConfig.from_dict(saved) == cfg
+    assert PretrainConfig.from_dict(saved) == replace(cfg, fusion="intermediate")  # auto, resolved
     meta = load(tmp_path / "run" / "last.ckpt")["sarfuse"]
     assert meta["sensors"] == ["s1", "s2"]
     assert meta["s1_bands"] == ["VV", "VH"] and meta["s2_bands"] == ["B2", "B3", "B4"]
@@ -115,6 +116,26 @@ def test_single_sensor_data_pretrains_with_early_fusion(data, tmp_path, sensor):
     assert meta["s1_bands" if sensor == "s2" else "s2_bands"] == []
     channels = (meta["model"]["s1_channels"], meta["model"]["s2_channels"])
     assert channels == ((2, 0) if sensor == "s1" else (0, 12))  # every S2 band but B10
+
+
+@pytest.mark.parametrize(
+    ("sensor", "fusion"), [("s1", "early"), ("s2", "early"), (None, "intermediate")]
+)
+def test_auto_fusion_is_chosen_from_the_sensors_and_saved_resolved(
+    data, tmp_path, caplog, sensor, fusion
+):
+    """With no fusion asked for, one sensor gets early fusion and two get intermediate; the choice
+    is logged, and the run folder, the checkpoint and the result never say "auto"."""
+    assert TINY.fusion == PretrainConfig().fusion == "auto"
+    where = data if sensor is None else single_sensor(data, sensor)
+    with caplog.at_level(logging.INFO, logger="sarfuse.ssl.train"):
+        result = pretrain(where, tmp_path / "run", replace(TINY, steps=1), progress=False)
+    assert f"fusion auto: {fusion} fusion" in caplog.text
+    assert result.config.fusion == fusion
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["fusion"] == fusion
+    ckpt = load(result.checkpoint)
+    assert ckpt["sarfuse"]["fusion"] == ckpt["sarfuse"]["model"]["fusion"] == fusion
+    assert ckpt["hyper_parameters"]["config"]["fusion"] == fusion
 
 
 def test_intermediate_fusion_on_s2_only_data_fails_before_any_work(data, tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
-"""Per-pixel features for the probe: a frozen network's, a random network's, raw bands, or a
+"""Per-pixel features for the probe: a frozen network's, a random network's, raw bands, a
 network's features with the raw bands beside them (``pretrained+raw``: the network's input
-bands keep full-resolution detail at edges that the network's features blur).
+bands keep full-resolution detail at edges that the network's features blur), or those of a
+network trained on the split's labelled patches only (the supervised baseline).
 
 All go through the same code so that baselines differ from the method only in the features,
 never in the pixels, the classifier or the evaluation. Channels are always laid out as
@@ -23,9 +24,11 @@ from sarfuse.data.bands import S1_BANDS
 from sarfuse.data.layouts import DataSource
 from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError
+from sarfuse.models.fusion import resolve_fusion
 
-FeatureKind = Literal["pretrained", "random", "raw", "pretrained+raw"]
-NETWORK_KINDS = ("pretrained", "random", "pretrained+raw")  # kinds that need a checkpoint
+FeatureKind = Literal["pretrained", "random", "raw", "pretrained+raw", "supervised"]
+NEEDS_CHECKPOINT = ("pretrained", "random", "pretrained+raw")
+TRAINED_ON_SPLIT = ("supervised",)  # its network is trained once the split is drawn (run_probe)
 RAW_S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
 
 
@@ -33,14 +36,16 @@ class FeatureMaker:
     """Turn a batch dict of normalised patches into features (B, C, H, W) on the CPU."""
 
     def __init__(self, kind: FeatureKind, net: Pretrained | None, device: str = "cpu") -> None:
-        if kind in NETWORK_KINDS and net is None:
+        if kind in NEEDS_CHECKPOINT and net is None:
             raise SarfuseError(None, f"--features {kind} needs a --checkpoint")
         self.kind, self.device = kind, device
-        self.net = net.to(device) if net is not None and kind in NETWORK_KINDS else None
+        self.net = net.to(device) if net is not None and kind != "raw" else None
 
     @torch.no_grad()
     def __call__(self, batch: dict) -> torch.Tensor:
         parts = []
+        if self.net is None and self.kind in TRAINED_ON_SPLIT:
+            raise SarfuseError(None, f"{self.kind} features need their network trained first")
         if self.net is not None:
             parts.append(self.net(batch.get("s1"), batch.get("s2")).float().cpu())
         if self.kind in ("raw", "pretrained+raw"):
@@ -57,7 +62,14 @@ def feature_setup(
     seed: int = 0,
     device: str = "cpu",
 ) -> tuple[FeatureMaker, dict]:
-    """The feature maker and the data contract to read ``source`` with."""
+    """The feature maker and the data contract to read ``source`` with.
+
+    A kind trained on the split reads the raw baseline's inputs; its maker has no network yet.
+    """
+    if kind in TRAINED_ON_SPLIT:
+        _, contract = feature_setup("raw", source, checkpoint, seed, device)
+        fusion = resolve_fusion("auto", source.sensors)  # as train_supervised builds it
+        return FeatureMaker(kind, None, device), {**contract, "fusion": fusion, "method": kind}
     if kind == "raw":
         if checkpoint is not None:
             contract = load_pretrained(checkpoint).contract

@@ -3,7 +3,8 @@
 Everything is derived from one integer confusion matrix (rows = truth, columns = prediction,
 counted by torchmetrics) so that scores of many batches or tiles add up exactly and can be
 checked by hand; the tests check the scores against torchmetrics' own. Classes absent
-from the truth are reported and left out of the means (their recall and IoU are undefined).
+from the truth are reported and left out of the means (their recall and IoU are undefined),
+except in ``miou_all``, the authors' mIoU, which counts them as IoU 0.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def scores(cm: ArrayLike, class_names: Sequence[str] | None = None) -> dict[str,
     """Overall/average accuracy, kappa and mIoU of a ``(K, K)`` confusion matrix (rows = truth).
 
     AA and mIoU average over the classes present in the truth; the others are listed under
-    ``absent_classes`` and get ``None`` for IoU and accuracy. Kappa is 1 in the degenerate case
+    ``absent_classes`` and get ``None`` for IoU and accuracy. ``miou_all`` averages over all K
+    classes with IoU 0 for the absent ones (the authors' definition: comparable with their
+    figures, and lower whenever a split misses a class). Kappa is 1 in the degenerate case
     where truth and prediction are one and the same single class (0/0 otherwise).
     """
     m = np.asarray(cm.cpu() if isinstance(cm, torch.Tensor) else cm, dtype=np.int64)
@@ -121,6 +124,7 @@ def scores(cm: ArrayLike, class_names: Sequence[str] | None = None) -> dict[str,
         "AA": float(recall[present].mean()),
         "kappa": float(kappa),
         "mIoU": float(iou[present].mean()),
+        "miou_all": float(iou.sum() / k),  # an absent class has no true positive: IoU 0
         "per_class": per_class,
         "absent_classes": [n for i, n in enumerate(names) if not present[i]],
         "confusion": m.tolist(),
@@ -142,4 +146,5 @@ def format_table(s: dict[str, Any]) -> str:
         lines.append(
             "absent from the truth, left out of AA and mIoU: " + ", ".join(s["absent_classes"])
         )
+        lines.append(f"mIoU counting them as IoU 0 (the authors' mIoU): {s['miou_all']:.4f}")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from sarfuse.checkpoint import load_pretrained
 from sarfuse.data.layouts import DataSource, Sample
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.errors import SarfuseError
-from sarfuse.mapping.features import FeatureMaker
+from sarfuse.mapping.features import TRAINED_ON_SPLIT, FeatureMaker
 from sarfuse.mapping.inference import map_scene
 from sarfuse.mapping.probe import load_classifier, predict_proba
 from sarfuse.mapping.workflow import ProbeConfig, open_patches
@@ -32,6 +32,12 @@ def load_mapper(probe_dir: str | Path, checkpoint: str | Path | None, device: st
     probe_path = probe_path / "probe.pt" if probe_path.is_dir() else probe_path
     clf, meta = load_classifier(probe_path)
     kind = meta["features"]
+    if kind in TRAINED_ON_SPLIT:
+        raise SarfuseError(
+            probe_path,
+            f"this probe was trained on {kind} features, whose network is not kept: "
+            "map with a probe of pretrained or raw features",
+        )
     if kind == "raw" and checkpoint is not None:
         raise SarfuseError(
             probe_path,

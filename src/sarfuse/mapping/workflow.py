@@ -16,18 +16,25 @@ from sarfuse.data.normalise import Normaliser
 from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_write_text
-from sarfuse.mapping.features import FeatureKind, PatchFeatures, feature_columns, feature_setup
+from sarfuse.mapping.features import (
+    TRAINED_ON_SPLIT,
+    FeatureKind,
+    PatchFeatures,
+    feature_columns,
+    feature_setup,
+)
 from sarfuse.mapping.metrics import EDGE_WIDTH, confusion_matrix, edge_mask, scores
 from sarfuse.mapping.probe import CLASSIFIERS, predict_proba, save_classifier
 from sarfuse.mapping.pseudo import rule_labels
 from sarfuse.mapping.selection import Candidate, choose, cross_validate
 from sarfuse.mapping.selftrain import SelfTrainConfig, self_train
 from sarfuse.mapping.splits import Split, few_label_split, save_split
+from sarfuse.mapping.supervised import SupervisedConfig, supervised_features
 
 DEFAULT_INDICES = ("mean_sar", "ndvi", "ndwi", "dbsi")
 
 
-FeatureChoice = Literal["auto", "pretrained", "random", "raw", "pretrained+raw"]
+FeatureChoice = Literal["auto", "pretrained", "random", "raw", "pretrained+raw", "supervised"]
 ClassifierChoice = Literal["auto", "linear", "rf"]
 # What "auto" chooses among, in order of preference when cross-validation cannot tell (one
 # labelled patch): raw bands with a random forest first, the remote-sensing user's baseline.
@@ -56,6 +63,7 @@ class ProbeConfig:
     self_train: bool = True  # pseudo labels from indices + self-training on unlabelled patches
     self_training: SelfTrainConfig = field(default_factory=SelfTrainConfig)
     pool_pixels: int = 200_000  # unlabelled candidate pixels drawn for self-training
+    supervised_steps: int = SupervisedConfig.steps  # Adam steps of the supervised baseline
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
 
@@ -269,6 +277,11 @@ def run_probe(
         labels = labels if labels is not None else patch_labels(patches, progress)
         split = few_label_split(labels, cfg.labels, cfg.seed, n_eval=cfg.n_eval, num_classes=k)
     save_split(out / "split.json", split)
+    if cfg.features in TRAINED_ON_SPLIT:  # a network trained on the split's labelled patches only
+        net_cfg = SupervisedConfig(steps=cfg.supervised_steps)
+        features = supervised_features(
+            patches, split.train, k, contract, cfg.seed, cfg.device, net_cfg
+        )
     torch.manual_seed(cfg.seed)
     labelled = gather_pixels(features, split.train, None, cfg.seed, labelled=True)
     if len(labelled.y) == 0:

@@ -3,11 +3,13 @@
 from sarfuse.models.fusion import (
     FUSIONS,
     PROBES,
+    FusionChoice,
     FusionName,
     FusionNet,
     ModelConfig,
     ProbeKind,
     build_model,
+    resolve_fusion,
 )
 from sarfuse.models.hypercolumn import hypercolumn
 from sarfuse.models.resunet import Decoder, Encoder, ImageHead, ResUnet
@@ -17,6 +19,7 @@ __all__ = [
     "PROBES",
     "Decoder",
     "Encoder",
+    "FusionChoice",
     "FusionName",
     "FusionNet",
     "ImageHead",
@@ -25,4 +28,5 @@ __all__ = [
     "ResUnet",
     "build_model",
     "hypercolumn",
+    "resolve_fusion",
 ]

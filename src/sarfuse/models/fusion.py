@@ -24,6 +24,7 @@ from sarfuse.models.resunet import Decoder, Encoder, ImageHead, Norm, ResUnet, p
 
 FusionName = Literal["early", "intermediate", "late"]
 ProbeKind = Literal["features", "hypercolumn"]
+FusionChoice = Literal["auto", "early", "intermediate", "late"]  # "auto": chosen from the sensors
 
 
 def _check_input(x: Tensor | None, channels: int, sensor: str) -> None:
@@ -222,6 +223,14 @@ FUSIONS: dict[str, type[FusionNet]] = {
     "intermediate": IntermediateFusion,
     "late": LateFusion,
 }
+
+
+def resolve_fusion(fusion: FusionChoice, sensors: Sequence[str]) -> FusionName:
+    """The fusion to build: ``auto`` is intermediate (the paper's) when the data has S1 and S2,
+    else early, the only fusion that runs on one sensor; any other name is kept as it is."""
+    if fusion != "auto":
+        return fusion
+    return "intermediate" if {"s1", "s2"} <= set(sensors) else "early"
 
 
 def build_model(

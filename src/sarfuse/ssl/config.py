@@ -7,14 +7,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-Fusion = Literal["early", "intermediate", "late"]
+from sarfuse.models.fusion import FusionChoice
+
 MethodName = Literal["pixel", "mcl", "dcca", "dcca_image"]
 Device = Literal["auto", "cpu", "cuda"]
 
 
 @dataclass
 class PretrainConfig:
-    fusion: Fusion = "intermediate"  # how S1 and S2 are combined
+    # how S1 and S2 are combined; "auto" (resolved when pretraining starts and saved resolved):
+    # intermediate with both sensors, early with one
+    fusion: FusionChoice = "auto"
     method: MethodName = "pixel"  # the paper's superpixel contrast, or the MCL / DCCA baselines
     # side of a training view in pixels. The authors draw 32 x 32 crops and contrast the centre
     # 16 x 16 of each view; our views are whole 32 x 32 crops cut from a larger context

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -19,12 +19,15 @@ from sarfuse.data.demo import demo_data
 from sarfuse.data.layouts import DataSource, discover
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import load_tensors
+from sarfuse.models.fusion import resolve_fusion
 from sarfuse.ssl.callbacks import AtomicCheckpoint, LossLog
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.crops import CropBatchSampler, CropDataset
 from sarfuse.ssl.methods import check_combination
 from sarfuse.ssl.module import PretrainModule, context_size
 from sarfuse.superpixels import SuperpixelParams, compute_all
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,6 +37,7 @@ class PretrainResult:
     steps: int
     first_loss: float | None
     last_loss: float | None
+    config: PretrainConfig  # as trained: its fusion is resolved, never "auto"
 
 
 def resolve_source(data: str | Path | list | None, classes: str | Path | None = None) -> DataSource:
@@ -71,7 +75,11 @@ def pretrain(
     progress: bool = True,
     classes: str | Path | None = None,
 ) -> PretrainResult:
-    """Pretrain ``config.method`` with ``config.fusion`` on ``data`` (demo data when None)."""
+    """Pretrain ``config.method`` with ``config.fusion`` on ``data`` (demo data when None).
+
+    A fusion of ``auto`` is resolved from the data's sensors first, and the run folder, the
+    checkpoint and the result record the resolved one.
+    """
     run_dir = Path(out)
     ckpt = run_dir / "last.ckpt"
     if ckpt.exists() and not resume:
@@ -83,6 +91,7 @@ def pretrain(
     saved = _resume_point(ckpt) if resume else None
     source = resolve_source(data, classes)
     sensors = source.sensors
+    config = _resolved(config, sensors)
     check_combination(config.fusion, config.method)
     sp = [
         SuperpixelParams(scale=s, sigma=config.sp_sigma, min_size=config.sp_min_size)
@@ -160,7 +169,16 @@ def pretrain(
     if (run_dir / "loss.csv").exists():
         plot_loss_curve(run_dir / "loss.csv", run_dir / "loss.png")
     first, last = _first_last_loss(run_dir / "loss.csv")
-    return PretrainResult(run_dir, ckpt, trainer.global_step, first, last)
+    return PretrainResult(run_dir, ckpt, trainer.global_step, first, last, config)
+
+
+def _resolved(config: PretrainConfig, sensors: tuple[str, ...]) -> PretrainConfig:
+    """``config`` with an ``auto`` fusion replaced by the one the data's sensors call for."""
+    fusion = resolve_fusion(config.fusion, sensors)
+    if fusion != config.fusion:
+        have = "+".join(s.upper() for s in sensors)
+        log.info("fusion auto: %s fusion for %s data", fusion, have)
+    return replace(config, fusion=fusion)
 
 
 def _resume_point(path: Path) -> dict:
