@@ -67,7 +67,10 @@ def checkpoint(pretrain_run: tuple[Path, Result]) -> Path:
 def pretrained_probe(data: Path, checkpoint: Path, tmp_path_factory) -> Path:
     """A probe trained on the tiny network's features (one epoch)."""
     out = tmp_path_factory.mktemp("cli-probe")
-    cfg = ProbeConfig(labels=2, patch_size=128, epochs=1, features="pretrained")
+    cfg = ProbeConfig(
+        labels=2, patch_size=128, epochs=1, features="pretrained", classifier="linear",
+        self_train=False,
+    )  # fmt: skip
     run_probe(discover(data), out, cfg, checkpoint, progress=False)
     return out
 

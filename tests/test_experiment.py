@@ -140,7 +140,7 @@ def test_probes_map_as_they_were_scored(data: Path, experiment, method: str) -> 
     source = discover(data)
     patches = open_patches(source, meta["contract"], replace(PROBE, indices=tuple(meta["indices"])))
     split = load_split(probe_dir / "split.json")
-    cm = evaluate(clf, PatchFeatures(patches, maker), split.eval, len(source.scheme.classes))
+    cm, _ = evaluate(clf, PatchFeatures(patches, maker), split.eval, len(source.scheme.classes))
     row = next(r for r in rows if (r["method"], r["n_labels"], r["seed"]) == (method, 2, 1))
     assert scores(cm)["mIoU"] == pytest.approx(row["mIoU"], abs=1e-6)
 

@@ -286,11 +286,22 @@ def probe(
     features: Annotated[
         str,
         typer.Option(
-            help="pretrained | random | raw | supervised (a network trained from scratch on the "
-            "labelled patches only)"
+            help="auto (chosen by cross-validation over the labelled patches among raw, pretrained "
+            "and pretrained+raw) | pretrained | pretrained+raw | random | raw | supervised (a "
+            "network trained from scratch on the labelled patches only)"
         ),
-    ] = "pretrained",
-    classifier: Annotated[str, typer.Option(help="linear | rf")] = "linear",
+    ] = "auto",
+    classifier: Annotated[
+        str, typer.Option(help="auto (by the same cross-validation) | linear | rf")
+    ] = "auto",
+    self_train: Annotated[
+        bool,
+        typer.Option(
+            "--self-train/--no-self-train",
+            help="Pseudo labels from the scheme's index rules, then self-training on unlabelled "
+            "patches (never the evaluation patches).",
+        ),
+    ] = True,
     indices: Annotated[
         str, typer.Option(help="Spectral indices appended to the features.")
     ] = "mean_sar,ndvi,ndwi,dbsi",
@@ -312,9 +323,11 @@ def probe(
     from sarfuse.mapping.workflow import ProbeConfig, run_probe
     from sarfuse.ssl.train import resolve_source, torch_device
 
-    kinds = get_args(FeatureKind)
-    if features not in kinds or classifier not in ("linear", "rf"):
-        raise SarfuseError(None, f"--features must be {'|'.join(kinds)} and --classifier linear|rf")
+    kinds = ("auto", *get_args(FeatureKind))
+    if features not in kinds or classifier not in ("auto", "linear", "rf"):
+        raise SarfuseError(
+            None, f"--features must be {'|'.join(kinds)} and --classifier auto|linear|rf"
+        )
     if features in NEEDS_CHECKPOINT and checkpoint is None:
         raise SarfuseError(
             None, f"--features {features} needs --checkpoint (or use --features raw)"
@@ -328,6 +341,7 @@ def probe(
         indices=tuple(_csv_words(indices)),
         epochs=epochs,
         n_eval=n_eval,
+        self_train=self_train,
         device=torch_device(device),
     )
     if supervised_steps is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -66,15 +67,14 @@ def run_demo(
     say(f"[bold]3/4[/] linear probe with {DEMO_LABELS} labelled 64x64 patches")
     source = discover(data)
     where = torch_device(device)  # the probe and the map run where the pretraining ran
-    probe_cfg = ProbeConfig(labels=DEMO_LABELS, patch_size=64, device=where)
+    # the paper's protocol, the same for both rows: a linear probe on the features alone
+    probe_cfg = ProbeConfig(
+        labels=DEMO_LABELS, patch_size=64, device=where, features="pretrained",
+        classifier="linear", self_train=False,
+    )  # fmt: skip
     metrics = run_probe(source, out / "probe", probe_cfg, ckpt, progress=False)
-    raw = run_probe(
-        source,
-        out / "probe_raw",
-        ProbeConfig(labels=DEMO_LABELS, patch_size=64, features="raw", device=where),
-        None,
-        progress=False,
-    )
+    raw_cfg = replace(probe_cfg, features="raw")
+    raw = run_probe(source, out / "probe_raw", raw_cfg, None, progress=False)
     say(format_table(metrics))
     say(
         f"mIoU: pretrained fused features {metrics['mIoU']:.3f} | "

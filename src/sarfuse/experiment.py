@@ -90,6 +90,8 @@ def run_experiment(
             for n in labels:
                 split = few_label_split(label_patches, n, seed, n_eval=n_eval, num_classes=k)
                 cfg = replace(probe_config, labels=n, seed=seed, features=kind)
+                if cfg.classifier == "auto":  # rows compare features: one classifier for all
+                    cfg = replace(cfg, classifier="linear")
                 probe_dir = out / "probes" / f"{name}-{fusion}" / f"n{n}-s{seed}"
                 result = run_probe(
                     source, probe_dir, cfg, ckpt, split=split, features=feats, progress=False

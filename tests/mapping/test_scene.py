@@ -27,7 +27,9 @@ from sarfuse.ssl.train import pretrain
 
 SIZE = 256
 TILES = {"tile": 64, "overlap": 16, "progress": False}
-PROBE = ProbeConfig(labels=3, patch_size=64, epochs=3, features="raw")
+PROBE = ProbeConfig(
+    labels=3, patch_size=64, epochs=3, features="raw", classifier="linear", self_train=False
+)
 S2_HOLE = np.s_[100:120, 30:60]  # S2 = 0 (its nodata value) in every band
 S1_HOLE = np.s_[200:210, 150:200]  # S1 = NaN
 
@@ -155,8 +157,9 @@ def test_bad_tiling_is_refused(scene: Path, raw_probe: Path, tmp_path: Path) -> 
         map_files(raw_probe, tmp_path / "m.tif", s1=s1, s2=s2, **{**TILES, "overlap": 32})
 
 
+@pytest.mark.parametrize("kind", ["pretrained", "pretrained+raw"])
 def test_network_probe_maps_and_refuses_another_checkpoint(
-    scene: Path, source: DataSource, tmp_path: Path
+    scene: Path, source: DataSource, tmp_path: Path, kind: str
 ) -> None:
     """A probe on network features maps with its checkpoint, not with one of another contract."""
     tiny = PretrainConfig(
@@ -164,7 +167,7 @@ def test_network_probe_maps_and_refuses_another_checkpoint(
     )
     ckpt = pretrain(scene, tmp_path / "run", tiny, progress=False).checkpoint
     probe_dir = tmp_path / "probe"
-    cfg = replace(PROBE, features="pretrained", epochs=1)
+    cfg = replace(PROBE, features=kind, epochs=1)
     run_probe(source, probe_dir, cfg, ckpt, progress=False)
     s1, s2 = scene / "scene_s1.tif", scene / "scene_s2.tif"
     result = map_files(probe_dir, tmp_path / "ok.tif", s1=s1, s2=s2, quicklook=False, **TILES)

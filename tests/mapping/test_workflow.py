@@ -19,7 +19,9 @@ from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.train import pretrain
 
 TINY = PretrainConfig(crop=16, batch=4, width=4, feat_dim=8, steps=2, patch_size=64, device="cpu")
-FAST = ProbeConfig(labels=3, patch_size=64, epochs=3, features="raw")
+FAST = ProbeConfig(
+    labels=3, patch_size=64, epochs=3, features="raw", classifier="linear", self_train=False
+)
 FILES = ("metrics.json", "confusion.png", "probe.pt", "split.json", "config.json")
 
 
@@ -144,3 +146,34 @@ def test_a_given_split_is_reused(source: DataSource, raw_probe, tmp_path: Path) 
     )
     assert load_split(tmp_path / "p" / "split.json") == given
     assert (result["labelled_patches"], result["eval_patches"]) == (2, len(given.eval))
+
+
+def test_default_probe_chooses_by_cross_validation_and_self_trains(
+    source: DataSource, checkpoint: Path, tmp_path: Path
+) -> None:
+    """The default: six candidates scored by patch folds on the labelled patches only; the
+    chosen one is trained with pseudo labels from unlabelled patches outside the eval set."""
+    cfg = ProbeConfig(labels=4, patch_size=64, epochs=3, n_trees=10, n_eval=6)
+    result = run_probe(source, tmp_path, cfg, checkpoint, progress=False)
+    cv = result["selection"]["cv_miou"]
+    assert set(cv) == {f"{f}/{c}" for f in ("raw", "pretrained", "pretrained+raw")
+                       for c in ("rf", "linear")}  # fmt: skip
+    best = max(cv, key=lambda k: cv[k])
+    assert result["selection"]["chosen"] == best == f"{result['features']}/{result['classifier']}"
+    dims = {"raw": 2 + 12 + 4, "pretrained": TINY.feat_dim + 4, "pretrained+raw": 8 + 18}
+    assert result["feature_dim"] == dims[result["features"]]
+    st = result["self_training"]
+    assert st["enabled"] and st["unlabelled_patches"] == 16 - 4 - 6
+    assert st["rounds"][0]["pseudo_labels"] > 0  # the synthetic water obeys the index rules
+    assert (tmp_path / "pseudo_round0.png").is_file()
+    assert 0.0 <= result["edge"]["edge_error"] <= 1.0
+    split = load_split(tmp_path / "split.json")
+    assert len(split.eval) == 6 and not set(split.train) & set(split.eval)
+    clf, meta = load_classifier(tmp_path / "probe.pt")
+    assert meta["features"] == result["features"] and clf.in_channels == result["feature_dim"]
+
+
+def test_without_unlabelled_patches_self_training_is_skipped(source, tmp_path) -> None:
+    cfg = replace(FAST, self_train=True)  # n_eval None: every other labelled patch evaluates
+    result = run_probe(source, tmp_path, cfg, progress=False)
+    assert result["self_training"] == {"enabled": True, "unlabelled_patches": 0}

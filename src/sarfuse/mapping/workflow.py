@@ -204,12 +204,12 @@ def _choose(cfg, candidates, labelled: PixelSet, fit, k) -> tuple[Candidate, dic
 def _train(cfg, chosen, labelled, features, split, fit, scheme, out) -> tuple[object, dict]:
     """Fit the chosen setup, with self-training on the unlabelled patches when enabled."""
     cols = list(chosen.columns)
-    train = lambda x, y, w: fit(chosen.classifier, x[:, cols], y, w)  # noqa: E731
+    train = lambda x, y, w: fit(chosen.classifier, x, y, w)  # noqa: E731
     busy = set(split.train) | set(split.eval)
     pool = [i for i in range(len(features.patches)) if i not in busy]
     if not cfg.self_train or not pool:
         note = {"enabled": cfg.self_train, "unlabelled_patches": len(pool)}
-        return train(labelled.x, labelled.y, None), note
+        return train(labelled.x[:, cols], labelled.y, None), note
     per_patch = max(1, cfg.pool_pixels // len(pool))
     cand = gather_pixels(features, pool, per_patch, cfg.seed, labelled=False)
     n_idx = len(features.patches.indices)
@@ -217,8 +217,9 @@ def _train(cfg, chosen, labelled, features, split, fit, scheme, out) -> tuple[ob
     rules = rule_labels(index_values, features.patches.indices, scheme)
     truth = cand.y.numpy()  # labels of pool patches, if any: reported, never trained on
     result = self_train(
-        train, labelled.x, labelled.y, cand.x, rules, cfg.self_training, cfg.seed, truth
-    )
+        train, labelled.x[:, cols], labelled.y, cand.x[:, cols], rules, cfg.self_training,
+        cfg.seed, truth,
+    )  # fmt: skip
     _plot_pseudo(features, cand, result.pseudo, scheme, out)
     note = {"enabled": True, "unlabelled_patches": len(pool), "candidates": len(cand.y)}
     note["rounds"] = result.rounds
