@@ -41,19 +41,21 @@ PRETRAIN = {"steps": 300, "patch_size": 128, "crops_per_patch": 64}
 
 # name -> ProbeConfig overrides; "net" rows need the pretrained checkpoint
 ROWS: dict[str, dict] = {
-    "sarfuse default (auto + self-training)": {},
-    "auto, no self-training": {"self_train": False},
+    "sarfuse default (auto, CV margin 0.02)": {},
+    "auto + self-training": {"self_train": True},
+    "auto, arg-max CV (margin 0)": {"cv_margin": 0.0},
     "pretrained, linear": {"features": "pretrained", "classifier": "linear", "self_train": False},
     "pretrained, rf": {"features": "pretrained", "classifier": "rf", "self_train": False},
     "pretrained+raw, rf": {"features": "pretrained+raw", "classifier": "rf", "self_train": False},
     "pretrained+raw, linear": {
         "features": "pretrained+raw", "classifier": "linear", "self_train": False,
     },
-    "raw, rf + self-training": {"features": "raw", "classifier": "rf"},
+    "raw, rf + self-training": {"features": "raw", "classifier": "rf", "self_train": True},
     "raw, linear": {"features": "raw", "classifier": "linear", "self_train": False},
     "raw, rf": {"features": "raw", "classifier": "rf", "self_train": False},
 }  # fmt: skip
 BASELINE = "raw, rf"
+ZERO_LABEL = ("Otsu on VV (no labels)", "NDWI > 0 (no labels)")
 
 
 def water_iou(cm: np.ndarray) -> float:
@@ -82,7 +84,7 @@ def zero_label_rows(source: DataSource, feats: PatchFeatures, split, dims) -> li
         s1, ok = read_s1(sample.s1)
         vv_db = s1[0][ok & np.isfinite(s1[0])]
         threshold = otsu(vv_db)
-    for name, rule in (("Otsu on VV (no labels)", "otsu"), ("NDWI > 0 (no labels)", "ndwi")):
+    for name, rule in zip(ZERO_LABEL, ("otsu", "ndwi"), strict=True):
         if rule == "otsu" and vv_db is None or rule == "ndwi" and "ndwi" not in names:
             continue
         cm = torch.zeros(2, 2, dtype=torch.int64)
@@ -108,10 +110,12 @@ def probe_rows(source, feats, split, ckpt, n, seed, out: Path, rows: dict) -> li
         t0 = time.perf_counter()
         folder = out / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
         res = run_probe(source, folder, cfg, ckpt, split=split, features=feats, progress=False)
+        seconds = time.perf_counter() - t0
+        cm, edge = np.asarray(res["confusion"]), res["edge"]
         results.append({
-            "row": name, "cm": np.asarray(res["confusion"]), "seconds": time.perf_counter() - t0,
-            "dim": res["feature_dim"], "chosen": res["selection"]["chosen"],
-            "edge_error": res["edge"]["edge_error"], "interior_error": res["edge"]["interior_error"],
+            "row": name, "cm": cm, "seconds": seconds, "dim": res["feature_dim"],
+            "chosen": res["selection"]["chosen"], "edge_error": edge["edge_error"],
+            "interior_error": edge["interior_error"],
         })  # fmt: skip
     return results
 
@@ -132,16 +136,18 @@ def run_chip(name, source, ckpt, ns, seeds, out: Path, rows: dict, writer) -> No
             found += zero_label_rows(source, feats, split, dims)
             for r in found:
                 s = scores(r["cm"])
-                line = {"chip": name, "n": n, "seed": seed, "row": r["row"],
-                        "water_iou": round(water_iou(r["cm"]), 4), "miou": round(s["mIoU"], 4),
-                        "miou_all": round(float(np.mean([c["iou"] or 0.0 for c in s["per_class"].values()])), 4),
-                        "edge_error": r.get("edge_error"), "interior_error": r.get("interior_error"),
-                        "feature_dim": r["dim"], "chosen": r["chosen"], "seconds": round(r["seconds"], 2)}  # fmt: skip
-                writer(line)
-            base = next(r for r in found if r["row"] == BASELINE)
+                writer({
+                    "chip": name, "n": n, "seed": seed, "row": r["row"],
+                    "water_iou": round(water_iou(r["cm"]), 4), "miou": round(s["mIoU"], 4),
+                    "miou_all": round(s["miou_all"], 4), "edge_error": r.get("edge_error"),
+                    "interior_error": r.get("interior_error"), "feature_dim": r["dim"],
+                    "chosen": r["chosen"], "seconds": round(r["seconds"], 2),
+                })  # fmt: skip
+            base = next((r for r in found if r["row"] == BASELINE), found[0])
             default = found[0]
-            print(f"{name} N={n} seed={seed}: default {water_iou(default['cm']):.3f} "
-                  f"({default['chosen']}) vs raw rf {water_iou(base['cm']):.3f}", flush=True)  # fmt: skip
+            got, ref = water_iou(default["cm"]), water_iou(base["cm"])
+            print(f"{name} N={n} seed={seed}: {default['row']} {got:.3f} ({default['chosen']}) "
+                  f"vs {base['row']} {ref:.3f}", flush=True)  # fmt: skip
 
 
 def usable_s1_chips(folder: Path) -> tuple[list[tuple[str, DataSource]], list[str]]:
@@ -190,11 +196,12 @@ def main() -> None:
     ns = [int(v) for v in args.ns.split(",")]
     rows = {k: v for k, v in ROWS.items() if not args.rows or k in args.rows.split(",")}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    lines: list[dict] = []
     csv_path = RESULTS / "real_fewlabel.csv"
+    lines = _previous(csv_path, set(rows) | set(ZERO_LABEL))
 
-    def writer(line: dict) -> None:
+    def writer(line: dict) -> None:  # rewrite the CSV after every split: nothing is lost
         lines.append(line)
+        _write_csv(csv_path, lines)
 
     if args.part in ("spain", "all"):
         spain = discover(SHARED / "sen1floods11")
@@ -212,20 +219,41 @@ def main() -> None:
         ckpt = pretrained(files, args.runs / "s1-all-early", "early", args.steps)
         for name, source in chips:
             run_chip(
-                name, source, ckpt, ns, range(args.s1_seeds), args.runs / "probes", rows, writer
-            )
-    with csv_path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(lines[0]))
-        w.writeheader()
-        w.writerows(lines)
+                f"S1:{name}", source, ckpt, ns, range(args.s1_seeds), args.runs / "probes", rows,
+                writer,
+            )  # fmt: skip
     print(f"wrote {csv_path}")
     summarise(lines)
 
 
+def _previous(path: Path, recomputed: set[str]) -> list[dict]:
+    """Lines of an earlier run, but those of the rows computed again now."""
+    if not path.exists():
+        return []
+    with path.open() as f:
+        known = set(ROWS) | set(ZERO_LABEL)  # rows renamed since are dropped
+        return [r for r in csv.DictReader(f) if r["row"] in known - recomputed]
+
+
+def _write_csv(path: Path, lines: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(lines[-1]))
+        w.writeheader()
+        w.writerows(lines)
+    tmp.replace(path)
+
+
 def summarise(lines: list[dict]) -> None:
     """Mean water IoU per chip, row and N (Markdown table + PNG)."""
+    for r in lines:
+        r["n"], r["water_iou"], r["seconds"] = (
+            int(r["n"]),
+            float(r["water_iou"]),
+            float(r["seconds"]),
+        )
     chips = sorted({r["chip"] for r in lines})
-    rows = list(dict.fromkeys(r["row"] for r in lines))
+    rows = list(dict.fromkeys([*ROWS, *(r["row"] for r in lines)]))
     ns = sorted({r["n"] for r in lines})
     md = ["| chip | row | " + " | ".join(f"N={n}" for n in ns) + " | s/probe | dim |",
           "|---|---|" + "---|" * (len(ns) + 2)]  # fmt: skip
@@ -246,6 +274,32 @@ def summarise(lines: list[dict]) -> None:
             )
     (RESULTS / "real_fewlabel.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
+    plot(lines, chips, rows, ns)
+
+
+def plot(lines: list[dict], chips: list[str], rows: list[str], ns: list[int]) -> None:
+    """Mean water IoU against N, one panel per chip (the S1 chips averaged in one panel)."""
+    from matplotlib.figure import Figure
+
+    groups = {c: [c] for c in chips if not c.startswith(("S1:",))}
+    s1 = [c for c in chips if c not in groups]
+    if s1:
+        groups["S1-only chips (mean)"] = s1
+    fig = Figure(figsize=(6 * len(groups), 4.5))
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    for ax, (title, members) in zip(axes, groups.items(), strict=True):
+        for row in rows:
+            ys = [np.mean([r["water_iou"] for r in lines
+                           if r["chip"] in members and r["row"] == row and r["n"] == n] or [np.nan])
+                  for n in ns]  # fmt: skip
+            dashed = row == BASELINE or row in ZERO_LABEL
+            ax.plot(ns, ys, "--" if dashed else "-", marker="o", label=row, lw=2 if row in ROWS
+                    and list(ROWS).index(row) == 0 else 1)  # fmt: skip
+        ax.set(xscale="log", xticks=ns, xticklabels=[str(n) for n in ns], title=title,
+               xlabel="labelled 64x64 patches (N)", ylabel="water IoU")  # fmt: skip
+    fig.axes[-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "real_fewlabel.png", dpi=90)
 
 
 if __name__ == "__main__":

@@ -301,7 +301,7 @@ def probe(
             help="Pseudo labels from the scheme's index rules, then self-training on unlabelled "
             "patches (never the evaluation patches).",
         ),
-    ] = True,
+    ] = False,
     indices: Annotated[
         str, typer.Option(help="Spectral indices appended to the features.")
     ] = "mean_sar,ndvi,ndwi,dbsi",

@@ -136,6 +136,9 @@ def test_cross_validation_prefers_the_informative_columns() -> None:
     assert choose(cands, cv).features == "signal"
     one = cross_validate(cands, x, y, torch.zeros(600, dtype=torch.int64), 2, fit)
     assert choose(cands, one) == cands[0]  # one patch: no CV, the first candidate
+    # the reference (first) stays unless another beats it by more than the margin
+    assert choose(cands, {"noise/rf": 0.80, "signal/rf": 0.81}, margin=0.02) == cands[0]
+    assert choose(cands, {"noise/rf": 0.80, "signal/rf": 0.83}, margin=0.02) == cands[1]
 
 
 def test_edge_mask_marks_pixels_near_another_class_only() -> None:

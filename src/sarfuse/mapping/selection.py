@@ -84,9 +84,17 @@ def cross_validate(
     return out
 
 
-def choose(candidates: Sequence[Candidate], cv: dict[str, float]) -> Candidate:
-    """The best-scoring candidate; ties and NaN scores go to the earliest in ``candidates``."""
+def choose(candidates: Sequence[Candidate], cv: dict[str, float], margin: float = 0.0) -> Candidate:
+    """The best-scoring candidate, if it beats the first (the reference) by more than ``margin``.
+
+    With few labelled patches the fold scores are noisy, and picking the maximum of noisy scores
+    favours whichever candidate got lucky; the margin keeps the reference unless another
+    candidate wins clearly. Ties and NaN scores go to the earliest candidate.
+    """
     values = np.array([cv[c.name] for c in candidates], dtype=np.float64)
     if np.all(np.isnan(values)):
         return candidates[0]
-    return candidates[int(np.nanargmax(values))]
+    best = int(np.nanargmax(values))
+    if np.isnan(values[0]) or values[best] > values[0] + margin:
+        return candidates[best]
+    return candidates[0]
