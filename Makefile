@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo test test-slow bench bench-real lint clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test-slow: install
 
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Few-label mapping on the real chips in ../shared/data (not part of make test; ~1 h on 2 cores).
+bench-real: install
+	$(BIN)/python benchmarks/real_fewlabel.py
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -188,13 +188,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds on the Spain chip")
     parser.add_argument("--s1-seeds", type=int, default=3, help="seeds on each S1 chip")
     parser.add_argument("--ns", default="2,4,8")
-    parser.add_argument("--rows", default="", help="comma-separated row names (default: all)")
+    parser.add_argument("--rows", default="", help="row names separated by ; (default: all)")
     args = parser.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED}: the real samples are not here (dev workspace only)")
     quiet_lightning()
     ns = [int(v) for v in args.ns.split(",")]
-    rows = {k: v for k, v in ROWS.items() if not args.rows or k in args.rows.split(",")}
+    rows = {k: v for k, v in ROWS.items() if not args.rows or k in args.rows.split(";")}
     RESULTS.mkdir(parents=True, exist_ok=True)
     csv_path = RESULTS / "real_fewlabel.csv"
     lines = _previous(csv_path, set(rows) | set(ZERO_LABEL))
