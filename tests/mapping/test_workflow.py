@@ -88,6 +88,7 @@ def test_raw_probe_reads_bands_and_indices(raw_probe: tuple[Path, dict]) -> None
     assert clf.in_channels == 2 + 12 + len(DEFAULT_INDICES)
     assert clf.num_classes == 10
     assert meta["features"] == "raw" and meta["checkpoint"] is None
+    assert len(meta["probe_loss"]) == FAST.epochs  # the linear probe's loss per epoch
     assert "B10" not in meta["contract"]["s2_bands"]
 
 

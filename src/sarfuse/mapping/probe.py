@@ -335,9 +335,10 @@ def _rf_from_state(
 
 def _fit_linear_cfg(x, y, num_classes, weights, cfg, n_patches: int) -> LinearProbe:
     steps = max(1, math.ceil(n_patches / cfg.probe_batch))  # as with probe_batch patches a step
-    fitted, _ = fit_linear(
+    fitted, history = fit_linear(
         x, y, num_classes, weights, cfg.epochs, cfg.lr, cfg.momentum, steps, cfg.seed, cfg.device
     )
+    fitted.history = history  # mean loss per epoch, saved with the probe
     return fitted
 
 
@@ -375,9 +376,32 @@ def train_classifier(
     **options: Any,
 ) -> tuple[Classifier, list[float]]:
     """Train the classifier called ``name``; returns it and its loss history (empty for rf)."""
+    return _kind(name).train(features, labels, num_classes, **options)
+
+
+def fit_classifier(
+    name: ClassifierName,
+    x: Tensor,
+    y: Tensor,
+    num_classes: int,
+    weights: Tensor | None,
+    cfg: Any,
+    n_patches: int,
+) -> Classifier:
+    """Fit the classifier called ``name`` on pixels ``x`` (P, C), ``y`` (P,) with the options of
+    a probe config ``cfg``; ``n_patches`` labelled patches set the linear probe's steps."""
+    return _kind(name).fit(x, y, num_classes, weights, cfg, n_patches)
+
+
+def _kind(name: str) -> ClassifierKind:
     if name not in CLASSIFIERS:
         raise SarfuseError(None, f"unknown classifier {name!r}; choose from {sorted(CLASSIFIERS)}")
-    return CLASSIFIERS[name].train(features, labels, num_classes, **options)
+    return CLASSIFIERS[name]
+
+
+def predict_pixels(clf: Classifier, x: Tensor) -> Tensor:
+    """``(P, C)`` pixel features -> ``(P, K)`` class probabilities, for any classifier."""
+    return clf.predict_proba(x.T[None, :, :, None])[0, :, :, 0].T  # as a (1, C, P, 1) image
 
 
 def save_classifier(path: str | Path, clf: Classifier, meta: dict[str, Any] | None = None) -> Path:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from sarfuse.mapping.metrics import confusion_matrix, scores
+from sarfuse.mapping.probe import predict_pixels
 
 Fit = Callable[[str, Tensor, Tensor, Tensor | None], object]  # (classifier, x, y, weights)
 
@@ -77,9 +78,8 @@ def cross_validate(
         for k, held in enumerate(folds):
             train = _subsample(~held, max_pixels, seed + k)
             clf = fit(cand.classifier, x[train][:, cols], y[train], None)
-            test = x[held][:, cols]
-            proba = clf.predict_proba(test.T[None, :, :, None])  # (1, K, P, 1)
-            cm += confusion_matrix(proba[0, :, :, 0].argmax(0), y[held], num_classes)
+            proba = predict_pixels(clf, x[held][:, cols])  # (P, K)
+            cm += confusion_matrix(proba.argmax(1), y[held], num_classes)
         out[cand.name] = float(scores(cm)["mIoU"])
     return out
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from sarfuse.data.schemes import IGNORE_INDEX
+from sarfuse.mapping.probe import predict_pixels
 from sarfuse.mapping.pseudo import balanced_sample, confident_labels, merge
 
 
@@ -84,8 +85,8 @@ def self_train(
         result.rounds.append(info)
         if round_ == cfg.rounds or len(x_pool) == 0:
             break
-        proba = result.classifier.predict_proba(x_pool.T[None, :, :, None])[0, :, :, 0].T  # (M, K)
-        confident = confident_labels(proba.numpy(), per_class, rng, cfg.min_confidence)
+        proba = predict_pixels(result.classifier, x_pool).numpy()  # (M, K)
+        confident = confident_labels(proba, per_class, rng, cfg.min_confidence)
         new = merge(rules, confident)
         changed = _changed(pseudo, new)
         info["changed_next"] = changed

@@ -24,7 +24,7 @@ from sarfuse.mapping.features import (
     feature_setup,
 )
 from sarfuse.mapping.metrics import EDGE_WIDTH, confusion_matrix, edge_mask, scores
-from sarfuse.mapping.probe import CLASSIFIERS, predict_proba, save_classifier
+from sarfuse.mapping.probe import fit_classifier, predict_proba, save_classifier
 from sarfuse.mapping.pseudo import rule_labels
 from sarfuse.mapping.selection import Candidate, choose, cross_validate
 from sarfuse.mapping.selftrain import SelfTrainConfig, self_train
@@ -161,10 +161,12 @@ def _candidates(cfg: ProbeConfig, maker_kind: str, dims: tuple[int, int, int]) -
         kinds = [maker_kind]
     classifiers = [cfg.classifier] if cfg.classifier != "auto" else list(AUTO_CLASSIFIERS)
     out = []
-    for kind in kinds:
-        cols = feature_columns(kind, *dims) if maker_kind == "pretrained+raw" else None
-        cols = cols if cols is not None else list(range(sum(dims)))
-        out += [Candidate(kind, tuple(cols), c) for c in classifiers]
+    for kind in kinds:  # pretrained+raw features hold every kind's columns; others only their own
+        if maker_kind == "pretrained+raw":
+            cols = tuple(feature_columns(kind, *dims))
+        else:
+            cols = tuple(range(sum(dims)))
+        out += [Candidate(kind, cols, c) for c in classifiers]
     return out
 
 
@@ -185,15 +187,9 @@ def _maker_kind(cfg: ProbeConfig, checkpoint) -> FeatureKind:
 
 def fitter(cfg: ProbeConfig, num_classes: int, n_patches: int):
     """``fit(name, x, y, weights)`` training classifier ``name`` with ``cfg``'s options."""
-
-    def fit(name: str, x, y, weights):
-        if name not in CLASSIFIERS:
-            raise SarfuseError(
-                None, f"unknown classifier {name!r}; choose from {sorted(CLASSIFIERS)}"
-            )
-        return CLASSIFIERS[name].fit(x, y, num_classes, weights, cfg, n_patches)
-
-    return fit
+    return lambda name, x, y, weights: fit_classifier(
+        name, x, y, num_classes, weights, cfg, n_patches
+    )
 
 
 def _choose(cfg, candidates, labelled: PixelSet, fit, k) -> tuple[Candidate, dict]:
@@ -263,9 +259,10 @@ def run_probe(
 ) -> dict:
     """Train a classifier on ``cfg.labels`` patches and evaluate it; write PROBE_DIR.
 
-    The features and classifier are chosen by cross-validation over the labelled patches
-    (``auto``), then trained with self-training on unlabelled patches. ``split``, ``labels`` and
-    cached ``features`` may be passed in (the experiment and benchmarks reuse them).
+    With ``auto`` the features and classifier are chosen by cross-validation over the labelled
+    patches; with ``self_train`` the chosen setup is then self-trained on unlabelled patches.
+    ``split``, ``labels`` and cached ``features`` may be passed in (the experiment and
+    benchmarks reuse them).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -322,6 +319,7 @@ def run_probe(
         "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
         "scheme": scheme.to_json(),
         "seed": cfg.seed,
+        "probe_loss": getattr(clf, "history", []),  # linear probe: mean loss per epoch
     }
     save_classifier(out / "probe.pt", clf, meta)
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
