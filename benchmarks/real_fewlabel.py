@@ -74,18 +74,22 @@ def otsu(values: np.ndarray, bins: int = 256) -> float:
     return float(centres[np.argmax(w0 * w1 * (m0 - m1) ** 2)])
 
 
-def zero_label_rows(source: DataSource, feats: PatchFeatures, split, dims) -> list[dict]:
-    """Otsu on VV (dB, whole chip, no labels) and NDWI > 0, scored on the split's eval patches."""
+def vv_threshold(source: DataSource) -> float | None:
+    """Otsu's threshold of the chip's VV in dB (all valid pixels, no labels); None without S1."""
+    sample = source.samples[0]
+    if sample.s1 is None:
+        return None
+    s1, ok = read_s1(sample.s1)
+    return otsu(s1[0][ok & np.isfinite(s1[0])])
+
+
+def zero_label_rows(source: DataSource, feats: PatchFeatures, split, threshold) -> list[dict]:
+    """Otsu on VV (``threshold``) and NDWI > 0, scored on the split's eval patches."""
     sample = source.samples[0]
     out = []
     names = feats.patches.indices
-    vv_db = None
-    if sample.s1 is not None:
-        s1, ok = read_s1(sample.s1)
-        vv_db = s1[0][ok & np.isfinite(s1[0])]
-        threshold = otsu(vv_db)
     for name, rule in zip(ZERO_LABEL, ("otsu", "ndwi"), strict=True):
-        if rule == "otsu" and vv_db is None or rule == "ndwi" and "ndwi" not in names:
+        if rule == "otsu" and threshold is None or rule == "ndwi" and "ndwi" not in names:
             continue
         cm = torch.zeros(2, 2, dtype=torch.int64)
         for idx in split.eval:
@@ -126,14 +130,14 @@ def run_chip(name, source, ckpt, ns, seeds, out: Path, rows: dict, writer) -> No
     cfg = ProbeConfig()
     feats = PatchFeatures(open_patches(source, contract, cfg), maker, cache=True)
     labels = patch_labels(feats.patches, progress=False)
-    dims = None
+    threshold = vv_threshold(source)  # one per chip, shared by its splits
     for n in ns:
         for seed in seeds:
             split = few_label_split(labels, n, seed, n_eval=N_EVAL, num_classes=2)
             found = probe_rows(
                 source, feats, split, ckpt, n, seed, out / name / f"n{n}-s{seed}", rows
             )
-            found += zero_label_rows(source, feats, split, dims)
+            found += zero_label_rows(source, feats, split, threshold)
             for r in found:
                 s = scores(r["cm"])
                 writer({
@@ -155,7 +159,7 @@ def usable_s1_chips(folder: Path) -> tuple[list[tuple[str, DataSource]], list[st
     full = discover(folder)
     usable, skipped = [], []
     for sample in full.samples:
-        s1, ok = read_s1(sample.s1) if True else (None, None)
+        s1, ok = read_s1(sample.s1)
         label = read_label(sample.label, full.scheme)
         if not (ok & np.isfinite(s1).all(0)).any():
             skipped.append(f"{sample.name}: S1 is all NaN")
