@@ -26,6 +26,7 @@ import torch
 
 from sarfuse.data.layouts import DataSource, discover
 from sarfuse.data.raster import read_label, read_s1
+from sarfuse.errors import SarfuseError
 from sarfuse.mapping.features import PatchFeatures, feature_setup
 from sarfuse.mapping.metrics import confusion_matrix, scores
 from sarfuse.mapping.splits import few_label_split
@@ -38,6 +39,7 @@ SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 N_EVAL = 32
 PRETRAIN = {"steps": 300, "patch_size": 128, "crops_per_patch": 64}
+DEVICE = "cpu"  # where probes (linear, supervised) train: --probe-device
 
 # name -> ProbeConfig overrides; "net" rows need the pretrained checkpoint
 ROWS: dict[str, dict] = {
@@ -53,7 +55,12 @@ ROWS: dict[str, dict] = {
     "raw, rf + self-training": {"features": "raw", "classifier": "rf", "self_train": True},
     "raw, linear": {"features": "raw", "classifier": "linear", "self_train": False},
     "raw, rf": {"features": "raw", "classifier": "rf", "self_train": False},
+    "supervised (WSL), linear": {
+        "features": "supervised", "classifier": "linear", "self_train": False,
+    },
 }  # fmt: skip
+# fusion/method pretrainings probed beside the default one (linear probe, the paper's protocol)
+VARIANT_ROWS = ("pretrained, linear",)
 BASELINE = "raw, rf"
 ZERO_LABEL = ("Otsu on VV (no labels)", "NDWI > 0 (no labels)")
 
@@ -110,7 +117,7 @@ def zero_label_rows(source: DataSource, feats: PatchFeatures, split, threshold) 
 def probe_rows(source, feats, split, ckpt, n, seed, out: Path, rows: dict) -> list[dict]:
     results = []
     for name, overrides in rows.items():
-        cfg = replace(ProbeConfig(labels=n, seed=seed, n_eval=N_EVAL), **overrides)
+        cfg = replace(ProbeConfig(labels=n, seed=seed, n_eval=N_EVAL, device=DEVICE), **overrides)
         t0 = time.perf_counter()
         folder = out / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
         res = run_probe(source, folder, cfg, ckpt, split=split, features=feats, progress=False)
@@ -124,7 +131,9 @@ def probe_rows(source, feats, split, ckpt, n, seed, out: Path, rows: dict) -> li
     return results
 
 
-def run_chip(name, source, ckpt, ns, seeds, out: Path, rows: dict, writer) -> None:
+def run_chip(
+    name, source, ckpt, ns, seeds, out: Path, rows: dict, writer, zero_label: bool = True
+) -> None:
     """Every row on every (N, seed) split of one chip; one CSV line per row and split."""
     maker, contract = feature_setup("pretrained+raw", source, ckpt)
     cfg = ProbeConfig()
@@ -137,7 +146,8 @@ def run_chip(name, source, ckpt, ns, seeds, out: Path, rows: dict, writer) -> No
             found = probe_rows(
                 source, feats, split, ckpt, n, seed, out / name / f"n{n}-s{seed}", rows
             )
-            found += zero_label_rows(source, feats, split, threshold)
+            if zero_label:
+                found += zero_label_rows(source, feats, split, threshold)
             for r in found:
                 s = scores(r["cm"])
                 writer({
@@ -159,7 +169,11 @@ def usable_s1_chips(folder: Path) -> tuple[list[tuple[str, DataSource]], list[st
     full = discover(folder)
     usable, skipped = [], []
     for sample in full.samples:
-        s1, ok = read_s1(sample.s1)
+        try:
+            s1, ok = read_s1(sample.s1)
+        except SarfuseError as err:  # e.g. all NaN: the reader refuses it
+            skipped.append(f"{sample.name}: {err}")
+            continue
         label = read_label(sample.label, full.scheme)
         if not (ok & np.isfinite(s1).all(0)).any():
             skipped.append(f"{sample.name}: S1 is all NaN")
@@ -184,59 +198,140 @@ def pretrained(data, run: Path, fusion: str, steps: int, **extra) -> Path:
     return run / "last.ckpt"
 
 
+VOLUME_ROWS = ("pretrained, rf", "pretrained+raw, rf")
+VOLUME_N = 4
+
+
+def volume_row(row: str, chips: str) -> str:
+    """The name of ``row`` probed on features pretrained on ``chips`` S1 chips (volume curve)."""
+    return f"{row} [pretrained on {chips} chips]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["spain", "s1", "all"], default="all")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "real_fewlabel")
+    parser.add_argument("--data", type=Path, default=SHARED, help="the shared/data folder")
+    parser.add_argument("--csv", type=Path, default=RESULTS / "real_fewlabel.csv")
     parser.add_argument("--seeds", type=int, default=5, help="seeds on the Spain chip")
     parser.add_argument("--s1-seeds", type=int, default=3, help="seeds on each S1 chip")
     parser.add_argument("--ns", default="2,4,8")
     parser.add_argument("--rows", default="", help="row names separated by ; (default: all)")
+    parser.add_argument("--chips", default="", help="S1 chips to probe, separated by , (all)")
+    parser.add_argument(
+        "--volumes", default="all,1,3", help="S1 chips pretrained on (data-volume curve)"
+    )
+    parser.add_argument(
+        "--variants", default="", help="fusion/method pretrainings to probe too, e.g. early/pixel"
+    )
+    parser.add_argument("--pretrain-only", action="store_true", help="pretrain, do not probe")
+    parser.add_argument("--probe-device", default="cpu", help="cpu | cuda, for the probes")
+    parser.add_argument(
+        "--summarise", action="store_true", help="only redo the table and plots from --csv"
+    )
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        raise SystemExit(f"{SHARED}: the real samples are not here (dev workspace only)")
+    if not args.data.is_dir():
+        raise SystemExit(f"{args.data}: the real samples are not here (dev workspace only)")
     quiet_lightning()
-    ns = [int(v) for v in args.ns.split(",")]
+    global DEVICE
+    DEVICE = args.probe_device
     rows = {k: v for k, v in ROWS.items() if not args.rows or k in args.rows.split(";")}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    csv_path = RESULTS / "real_fewlabel.csv"
-    lines = _previous(csv_path, set(rows) | set(ZERO_LABEL))
+    if args.rows == "none":  # only the --variants
+        rows = {}
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    if args.summarise:
+        summarise(_previous(args.csv, set(), args.part))
+        return
+    lines = _previous(args.csv, set(rows) | set(ZERO_LABEL), args.part)
 
     def writer(line: dict) -> None:  # rewrite the CSV after every split: nothing is lost
         lines.append(line)
-        _write_csv(csv_path, lines)
+        _write_csv(args.csv, lines)
 
     if args.part in ("spain", "all"):
-        spain = discover(SHARED / "sen1floods11")
-        ckpt = pretrained(
-            SHARED / "sen1floods11", args.runs / "spain-intermediate", "intermediate", args.steps
-        )
-        run_chip(
-            "Spain_7370579", spain, ckpt, ns, range(args.seeds), args.runs / "probes", rows, writer
-        )
+        spain_part(args, rows, writer)
     if args.part in ("s1", "all"):
-        chips, skipped = usable_s1_chips(SHARED / "sen1floods11-s1")
-        for reason in skipped:
-            print(f"skipped {reason}")
-        files = [src.samples[0].s1 for _, src in chips]
-        ckpt = pretrained(files, args.runs / "s1-all-early", "early", args.steps)
-        for name, source in chips:
+        s1_part(args, rows, writer)
+    print(f"wrote {args.csv}")
+    if args.csv.parent == RESULTS and lines:
+        summarise(lines)
+
+
+def spain_part(args, rows: dict, writer) -> None:
+    """Pretrain on the Spain chip (S1+S2, intermediate fusion), then probe it."""
+    folder = args.data / "sen1floods11"
+    ckpt = pretrained(folder, args.runs / "spain-intermediate", "intermediate", args.steps)
+    variants = {}
+    for v in (v for v in args.variants.split(",") if v):
+        fusion, method = v.split("/")
+        run = args.runs / f"spain-{fusion}-{method}"
+        variants[v] = pretrained(folder, run, fusion, args.steps, method=method)
+    if args.pretrain_only:
+        return
+    ns, seeds, probes = (
+        [int(v) for v in args.ns.split(",")],
+        range(args.seeds),
+        args.runs / "probes",
+    )
+    source = discover(folder)
+    if rows:
+        run_chip("Spain_7370579", source, ckpt, ns, seeds, probes, rows, writer)
+    for v, variant in variants.items():
+        extra = {f"{r} [{v}]": ROWS[r] for r in VARIANT_ROWS}
+        run_chip(
+            "Spain_7370579", source, variant, ns, seeds, probes / v.replace("/", "-"), extra,
+            writer, zero_label=False,
+        )  # fmt: skip
+
+
+def s1_part(args, rows: dict, writer) -> None:
+    """Pretrain once on the S1 of all usable chips (and on the first 1, 3 of them for the
+    data-volume curve), then probe every chip with N of its own patches."""
+    chips, skipped = usable_s1_chips(args.data / "sen1floods11-s1")
+    for reason in skipped:
+        print(f"skipped {reason}")
+    listed = [v for v in args.volumes.split(",") if v]
+    volumes = {v: chips if v == "all" else chips[: int(v)] for v in listed}
+    ckpts = {
+        v: pretrained([src.samples[0].s1 for _, src in members], args.runs / f"s1-{v}-early",
+                      "early", args.steps)
+        for v, members in volumes.items()
+    }  # fmt: skip
+    if args.pretrain_only:
+        return
+    ns = [int(v) for v in args.ns.split(",")]
+    wanted = [c for c in args.chips.split(",") if c]
+    seeds, probes = range(args.s1_seeds), args.runs / "probes"
+    for name, source in chips:
+        if wanted and name not in wanted:
+            continue
+        if "all" in ckpts and rows:
+            run_chip(f"S1:{name}", source, ckpts["all"], ns, seeds, probes, rows, writer)
+        for v in volumes:
+            if v == "all":
+                continue
+            extra = {volume_row(r, v): ROWS[r] for r in VOLUME_ROWS}
             run_chip(
-                f"S1:{name}", source, ckpt, ns, range(args.s1_seeds), args.runs / "probes", rows,
-                writer,
+                f"S1:{name}", source, ckpts[v], [VOLUME_N], seeds, probes / f"s1-{v}", extra,
+                writer, zero_label=False,
             )  # fmt: skip
-    print(f"wrote {csv_path}")
-    summarise(lines)
 
 
-def _previous(path: Path, recomputed: set[str]) -> list[dict]:
-    """Lines of an earlier run, but those of the rows computed again now."""
+def _previous(path: Path, recomputed: set[str], part: str) -> list[dict]:
+    """Lines of an earlier run, but those of the rows computed again now on ``part``'s chips."""
     if not path.exists():
         return []
+
+    def again(r: dict) -> bool:
+        on_part = part == "all" or r["chip"].startswith("S1:") == (part == "s1")
+        return on_part and (r["row"] in recomputed or r["row"].split(" [")[0] in recomputed)
+
+    def known(row: str) -> bool:  # rows renamed since are dropped
+        return row.split(" [")[0] in set(ROWS) | set(ZERO_LABEL)
+
     with path.open() as f:
-        known = set(ROWS) | set(ZERO_LABEL)  # rows renamed since are dropped
-        return [r for r in csv.DictReader(f) if r["row"] in known - recomputed]
+        return [r for r in csv.DictReader(f) if known(r["row"]) and not again(r)]
 
 
 def _write_csv(path: Path, lines: list[dict]) -> None:
@@ -269,7 +364,7 @@ def summarise(lines: list[dict]) -> None:
                 continue
             for n in ns:
                 v = [r["water_iou"] for r in sel if r["n"] == n]
-                cells.append(f"{np.mean(v):.3f} ({' '.join(f'{x:.3f}' for x in v)})")
+                cells.append(f"{np.mean(v):.3f} ({' '.join(f'{x:.3f}' for x in v)})" if v else "-")
             secs = np.mean([r["seconds"] for r in sel])
             md.append(
                 f"| {chip} | {row} | "
@@ -278,7 +373,8 @@ def summarise(lines: list[dict]) -> None:
             )
     (RESULTS / "real_fewlabel.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
-    plot(lines, chips, rows, ns)
+    plot(lines, chips, [r for r in rows if "pretrained on" not in r], ns)
+    plot_volume(lines)
 
 
 def plot(lines: list[dict], chips: list[str], rows: list[str], ns: list[int]) -> None:
@@ -301,9 +397,37 @@ def plot(lines: list[dict], chips: list[str], rows: list[str], ns: list[int]) ->
                     and list(ROWS).index(row) == 0 else 1)  # fmt: skip
         ax.set(xscale="log", xticks=ns, xticklabels=[str(n) for n in ns], title=title,
                xlabel="labelled 64x64 patches (N)", ylabel="water IoU")  # fmt: skip
+        ax.minorticks_off()
     fig.axes[-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(RESULTS / "real_fewlabel.png", dpi=90)
+
+
+def plot_volume(lines: list[dict]) -> None:
+    """Mean water IoU over the S1 chips at N = VOLUME_N against the S1 chips pretrained on."""
+    from matplotlib.figure import Figure
+
+    s1 = [r for r in lines if r["chip"].startswith("S1:") and r["n"] == VOLUME_N]
+    n_chips = len({r["chip"] for r in s1})
+    if not s1:
+        return
+
+    def mean(row: str) -> float:
+        return float(np.mean([r["water_iou"] for r in s1 if r["row"] == row] or [np.nan]))
+
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.subplots()
+    for row in VOLUME_ROWS:
+        xs = [1, 3, n_chips]
+        ys = [mean(volume_row(row, "1")), mean(volume_row(row, "3")), mean(row)]
+        ax.plot(xs, ys, "-o", label=row)
+    for row in (BASELINE, next(iter(ROWS))):
+        ax.axhline(mean(row), ls="--", color="grey" if row == BASELINE else "k", label=row)
+    ax.set(xlabel="S1 chips pretrained on (no labels)", ylabel=f"mean water IoU, N={VOLUME_N}",
+           title="S1-only chips: score against unlabelled data")  # fmt: skip
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "real_fewlabel_volume.png", dpi=90)
 
 
 if __name__ == "__main__":
