@@ -14,6 +14,7 @@ from sarfuse.data.layouts import DataSource, Sample
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.errors import SarfuseError
 from sarfuse.mapping.features import TRAINED_ON_SPLIT, FeatureMaker
+from sarfuse.mapping.cog import publish_map
 from sarfuse.mapping.inference import map_scene
 from sarfuse.mapping.probe import load_classifier, predict_proba
 from sarfuse.mapping.workflow import ProbeConfig, open_patches
@@ -75,10 +76,14 @@ def map_files(
     progress: bool = True,
     quicklook: bool = True,
     label: str | Path | None = None,
+    cog: bool = True,
 ) -> dict:
     """Map the scene given by its S1 and/or S2 GeoTIFF to a classified GeoTIFF at ``out``.
 
-    ``label``, a label GeoTIFF of the scene, is only shown beside the map in the quicklook.
+    With ``cog`` (the default) the map and probabilities are Cloud Optimized GeoTIFFs with
+    overviews; class names and colours for GIS software are written beside the map
+    (:func:`sarfuse.mapping.cog.publish_map`). ``label``, a label GeoTIFF of the scene, is only
+    shown beside the map in the quicklook.
     """
     clf, meta, maker = load_mapper(probe_dir, checkpoint, device)
     contract = meta["contract"]
@@ -128,6 +133,7 @@ def map_files(
             ", ".join(str(p) for p in (s1, s2) if p is not None),
             f"no valid pixel (all NaN or nodata), so {out} is nodata everywhere",
         )
+    result.update(publish_map(out, scheme, result["probabilities"], cog=cog))
     if quicklook:
         label = Path(label) if label is not None else None
         result["quicklook"] = str(write_quicklook(out, scheme, sample, label))
