@@ -13,8 +13,8 @@ from sarfuse.checkpoint import load_pretrained
 from sarfuse.data.layouts import DataSource, Sample
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.errors import SarfuseError
-from sarfuse.mapping.features import TRAINED_ON_SPLIT, FeatureMaker
 from sarfuse.mapping.cog import publish_map
+from sarfuse.mapping.features import TRAINED_ON_SPLIT, FeatureMaker
 from sarfuse.mapping.inference import map_scene
 from sarfuse.mapping.probe import load_classifier, predict_proba
 from sarfuse.mapping.workflow import ProbeConfig, open_patches
