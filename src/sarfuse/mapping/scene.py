@@ -152,7 +152,7 @@ def write_quicklook(
     from rasterio.enums import Resampling
 
     from sarfuse.data.raster import read_label, read_s1, read_s2
-    from sarfuse.plots import plot_map_quicklook, rgb_quicklook, sar_quicklook
+    from sarfuse.plots import SAR_RANGE_DB, plot_map_quicklook, rgb_quicklook, sar_quicklook
 
     with rasterio.open(map_path) as src:
         step = max(1, int(np.ceil(max(src.height, src.width) / max_side)))
@@ -162,10 +162,16 @@ def write_quicklook(
     # Quicklooks are read whole: fine up to a few thousand pixels; larger scenes are decimated.
     if sample.s2 is not None and max(shape) * step <= 4 * max_side:
         s2, _ = read_s2(sample.s2, ("B4", "B3", "B2"))
-        panels.append(("Sentinel-2 RGB", rgb_quicklook(s2[:, ::step, ::step], ("B4", "B3", "B2"))))
+        panels.append(
+            (
+                "Sentinel-2 RGB (2-98 % stretch)",
+                rgb_quicklook(s2[:, ::step, ::step], ("B4", "B3", "B2")),
+            )
+        )
     if sample.s1 is not None and max(shape) * step <= 4 * max_side:
         s1, _ = read_s1(sample.s1)
-        panels.append(("Sentinel-1 VV", sar_quicklook(s1[:, ::step, ::step])))
+        grey = sar_quicklook(s1[:, ::step, ::step])
+        panels.append(("Sentinel-1 VV", grey, (*SAR_RANGE_DB, "VV backscatter (dB)")))
     if label is not None:
         panels.append(("true labels", read_label(label, scheme)[::step, ::step]))
     png = map_path.with_suffix(".png")
