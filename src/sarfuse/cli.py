@@ -398,6 +398,29 @@ def map_cmd(
 
 @app.command()
 @friendly
+def export(
+    probe_dir: Annotated[Path, typer.Option("--probe", help="Folder written by `sarfuse probe`.")],
+    out_file: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint (default: the probe's).")
+    ] = None,
+    tile: Annotated[
+        int, typer.Option(help="Input tile side in pixels (fixed in the graph).")
+    ] = 256,
+    overlap: Annotated[int, typer.Option(help="Suggested overlap of tiles, in pixels.")] = 32,
+) -> None:
+    """Export network + normalisation + linear probe as one ONNX graph (QGIS Deepness ready)."""
+    from sarfuse.export import export_onnx
+
+    result = export_onnx(probe_dir, out_file, checkpoint, tile=tile, overlap=overlap)
+    out.print(
+        f"model: {result['path']}\ninput 'bands' (1, {len(result['inputs'])}, {tile}, {tile}): "
+        f"{', '.join(result['inputs'])}\noutput 'probabilities': {', '.join(result['classes'])}"
+    )
+
+
+@app.command()
+@friendly
 def experiment(
     data: DataArg = None,
     labels: Annotated[str, typer.Option(help="Labelled patch counts.")] = "10,50",
