@@ -89,8 +89,11 @@ class ProbeGraph(nn.Module):
         if self.kind in ("raw", "pretrained+raw"):
             parts += [x for x in (s1n, s2n) if x is not None]
         if lay.indices:  # computed on (C, B, H, W): bands first, as for one image
-            bands_first = {"s1": s1.transpose(0, 1) if lay.s1 else None, "s2": s2.transpose(0, 1)}
-            planes = compute_indices(lay.indices, **bands_first, s2_bands=lay.s2)
+            first = {
+                k: x.transpose(0, 1) if n else None
+                for k, x, n in (("s1", s1, lay.s1), ("s2", s2, lay.s2))
+            }
+            planes = compute_indices(lay.indices, **first, s2_bands=lay.s2)
             parts.append(planes.transpose(0, 1))
         return self.probe(torch.cat(parts, 1)).softmax(1)
 

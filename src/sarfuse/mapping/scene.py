@@ -162,12 +162,8 @@ def write_quicklook(
     # Quicklooks are read whole: fine up to a few thousand pixels; larger scenes are decimated.
     if sample.s2 is not None and max(shape) * step <= 4 * max_side:
         s2, _ = read_s2(sample.s2, ("B4", "B3", "B2"))
-        panels.append(
-            (
-                "Sentinel-2 RGB (2-98 % stretch)",
-                rgb_quicklook(s2[:, ::step, ::step], ("B4", "B3", "B2")),
-            )
-        )
+        rgb = rgb_quicklook(s2[:, ::step, ::step], ("B4", "B3", "B2"))
+        panels.append(("Sentinel-2 RGB (2-98 % stretch)", rgb))
     if sample.s1 is not None and max(shape) * step <= 4 * max_side:
         s1, _ = read_s1(sample.s1)
         grey = sar_quicklook(s1[:, ::step, ::step])
