@@ -114,3 +114,17 @@ def test_unexportable_probes_are_refused(scene, checkpoint, tmp_path, changes, m
     with pytest.raises(SarfuseError, match=message):
         export_onnx(probe, tmp_path / "m.onnx", tile=TILE, overlap=16)
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("sensor", ["s1", "s2"])
+def test_one_sensor_data_exports(scene, tmp_path, sensor):
+    """S1-only and S2-only probes: the graph's input holds that sensor's bands only."""
+    files = {s: scene / f"scene_{s}.tif" if s == sensor else "" for s in ("s1", "s2")}
+    index = tmp_path / "one.csv"
+    index.write_text(f"s1,s2,label\n{files['s1']},{files['s2']},{scene / 'scene_label.tif'}\n")
+    source = discover(index)
+    assert source.sensors == (sensor,)
+    cfg = replace(PROBE, features="raw")
+    run_probe(source, tmp_path / "probe", cfg, None, progress=False)
+    names = export_onnx(tmp_path / "probe", tmp_path / "m.onnx", tile=TILE, overlap=16)["inputs"]
+    assert {n.split()[0] for n in names} == {sensor.upper()}
