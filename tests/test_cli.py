@@ -130,7 +130,8 @@ def test_app_help_lists_every_command() -> None:
     for name in COMMANDS:
         assert name in result.output
     assert set(COMMANDS) == {
-        "synth", "stats", "superpixels", "pretrain", "probe", "map", "experiment", "demo",
+        "synth", "stats", "superpixels", "pretrain", "probe", "map", "export", "experiment",
+        "demo",
     }  # fmt: skip
 
 
@@ -301,6 +302,24 @@ def test_map_writes_a_geotiff(data: Path, pretrained_probe: Path, tmp_path: Path
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
         assert dst.dtypes[0] == "uint8"
     assert out.with_suffix(".png").is_file()
+
+
+def test_export_writes_an_onnx_model(pretrained_probe: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.onnx"
+    result = invoke(
+        "export", "--probe", pretrained_probe, "--out", out, "--tile", 64, "--overlap", 8
+    )
+    assert result.exit_code == 0, result.output
+    assert f"model: {out}" in result.stdout and "S1 VV, S1 VH, S2 B1" in result.stdout
+    assert out.stat().st_size > 1000
+
+
+def test_export_refuses_a_random_forest(data: Path, tmp_path: Path) -> None:
+    cfg = ProbeConfig(labels=2, patch_size=128, features="raw", classifier="rf", self_train=False)
+    run_probe(discover(data), tmp_path / "rf", cfg, None, progress=False)
+    result = invoke("export", "--probe", tmp_path / "rf", "--out", tmp_path / "m.onnx")
+    assert_one_error(result, "probe.pt", "random-forest probe cannot be exported")
+    assert not (tmp_path / "m.onnx").exists()
 
 
 # --- bad input ------------------------------------------------------------------------------

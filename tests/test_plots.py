@@ -82,6 +82,31 @@ def test_quicklooks_stretch_to_unit_range():
         plots.rgb_quicklook(s2, ("B8", "B3", "B4"))
 
 
+def test_rgb_stretch_is_set_by_clear_pixels_not_clouds():
+    """Land 500..1500 with 30 % cloud at 8000: the stretch comes from the land alone."""
+    land = np.linspace(500, 1500, 70 * 100).reshape(70, 100)
+    s2 = np.stack([np.vstack([land, np.full((30, 100), 8000.0)])] * 3).astype(np.float32)
+    rgb = plots.rgb_quicklook(s2, ("B2", "B3", "B4"))
+    assert 0.45 < np.median(rgb[:70]) < 0.55  # land spans the grey range, not black
+    assert (rgb[70:] == 1).all()  # clouds saturate white
+    plain = plots._stretch(s2[0], s2[0] > 0)  # the old stretch over every pixel
+    assert np.median(plain[:70]) < 0.15
+
+
+def test_sar_quicklook_fixed_db_range():
+    vv = np.array([[-30.0, -25.0, -12.5], [0.0, 5.0, np.nan]], dtype=np.float32)
+    grey = plots.sar_quicklook(np.stack([vv, vv]))
+    np.testing.assert_allclose(grey, [[0, 0, 0.5], [1, 1, 0]])
+
+
+def test_sar_panel_has_a_db_colour_bar():
+    panels = [("VV", np.full((10, 10), 0.5, np.float32), (-25.0, 0.0, "dB"))]
+    fig = plots._map_figure(np.zeros((10, 10), np.uint8), COLORS, NAMES, "map", 255, panels)
+    assert len(fig.axes) == 3  # SAR, map, colour bar
+    assert fig.axes[-1].get_ylabel() == "dB"
+    assert fig.axes[0].images[0].get_array()[0, 0] == -12.5
+
+
 def test_loss_curve_from_csv_and_dicts(tmp_path):
     log = tmp_path / "loss.csv"
     with log.open("w", newline="") as fh:
@@ -116,5 +141,10 @@ def test_miou_vs_labels_one_curve_per_method_and_fusion(tmp_path):
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["mcl (early)", "pixel (early)", "pixel (late)", "raw"]
     assert fig.axes[0].get_xscale() == "log"
+    styles = [c.lines[0].get_linestyle() for c in fig.axes[0].containers]  # errorbar lines
+    assert styles == ["--", "-", "-", "--"]  # the method solid, baselines dashed
+    assert "pixel: superpixel contrast" in fig.axes[0].get_title()
+    baselines = plots._miou_figure([r for r in rows if r["method"] != "pixel"])
+    assert "baselines only" in baselines.axes[0].get_title()
     with pytest.raises(SarfuseError, match="no results"):
         plots.plot_miou_vs_labels([], tmp_path / "none.png")

@@ -363,10 +363,18 @@ def map_cmd(
     ] = None,
     tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 512,
     overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles.")] = 64,
-    probabilities: Annotated[bool, typer.Option(help="Also write class probabilities.")] = False,
+    probabilities: Annotated[
+        bool, typer.Option(help="Also write class probabilities (float32, a band per class).")
+    ] = False,
+    cog: Annotated[
+        bool, typer.Option(help="Write Cloud Optimized GeoTIFFs with overviews.")
+    ] = True,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Map a whole scene of any size to a coloured, georeferenced GeoTIFF (and a PNG)."""
+    """Map a whole scene of any size to a coloured, georeferenced GeoTIFF (and a PNG).
+
+    Beside the map: MAP.tif.aux.xml (class names GDAL reads) and MAP.qml (the QGIS style).
+    """
     from sarfuse.mapping.scene import map_files
     from sarfuse.ssl.train import torch_device
 
@@ -380,8 +388,35 @@ def map_cmd(
         overlap=overlap,
         probabilities=probabilities,
         device=torch_device(device),
+        cog=cog,
     )
-    out.print(f"map: {result['path']} ({result['tiles']} tiles)\nquicklook: {result['quicklook']}")
+    out.print(
+        f"map: {result['path']} ({result['tiles']} tiles)\nquicklook: {result['quicklook']}\n"
+        f"QGIS style: {result['style']}"
+    )
+
+
+@app.command()
+@friendly
+def export(
+    probe_dir: Annotated[Path, typer.Option("--probe", help="Folder written by `sarfuse probe`.")],
+    out_file: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint (default: the probe's).")
+    ] = None,
+    tile: Annotated[
+        int, typer.Option(help="Input tile side in pixels (fixed in the graph).")
+    ] = 256,
+    overlap: Annotated[int, typer.Option(help="Suggested overlap of tiles, in pixels.")] = 32,
+) -> None:
+    """Export network + normalisation + linear probe as one ONNX graph (QGIS Deepness ready)."""
+    from sarfuse.export import export_onnx
+
+    result = export_onnx(probe_dir, out_file, checkpoint, tile=tile, overlap=overlap)
+    out.print(
+        f"model: {result['path']}\ninput 'bands' (1, {len(result['inputs'])}, {tile}, {tile}): "
+        f"{', '.join(result['inputs'])}\noutput 'probabilities': {', '.join(result['classes'])}"
+    )
 
 
 @app.command()

@@ -20,9 +20,15 @@ from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path
 
 Color = str | Sequence[float]  # "#rrggbb", a matplotlib name, or RGB(A) as 0..1 or 0..255 numbers
-Panel = tuple[
-    str, np.ndarray
-]  # (title, image): (H, W, 3) RGB, (H, W) float grey, (H, W) int classes
+# (title, image): (H, W, 3) RGB, (H, W) float grey, (H, W) int classes; a grey image in [0, 1]
+# may carry its scale (title, image, (low, high, unit)), drawn as a colour bar from low to high
+Panel = tuple[str, np.ndarray] | tuple[str, np.ndarray, tuple[float, float, str]]
+SAR_RANGE_DB = (-25.0, 0.0)  # the fixed VV range of SAR quicklooks (the normaliser's S1 clip)
+# mean visible reflectance (x 10000) above which a pixel counts as cloud (or snow) in RGB
+# quicklooks: clouds would otherwise set the upper percentile and leave the land nearly black
+CLOUD_BRIGHTNESS = 2500.0
+# the method whose curves are solid in mIoU plots; the other rows are baselines (dashed)
+METHOD_NAMES = {"pixel": "superpixel contrast (Chen & Bruzzone 2022)"}
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
@@ -37,12 +43,19 @@ def _rgba(color: Color) -> tuple[float, float, float, float]:
     return to_rgba(color)
 
 
-def _stretch(x: np.ndarray, valid: np.ndarray | None = None, pct: tuple[float, float] = (2, 98)):
-    """Linear 2-98 % stretch of ``x`` to [0, 1], percentiles over valid finite pixels."""
+def _stretch(
+    x: np.ndarray,
+    valid: np.ndarray | None = None,
+    pct: tuple[float, float] = (2, 98),
+    stats: np.ndarray | None = None,
+):
+    """Linear 2-98 % stretch of ``x`` to [0, 1], percentiles over valid finite pixels (or over
+    the finite pixels of the mask ``stats``); invalid pixels are 0."""
     ok = np.isfinite(x) if valid is None else valid & np.isfinite(x)
-    if not ok.any():
+    use = ok if stats is None else stats & np.isfinite(x)
+    if not use.any():
         return np.zeros(x.shape, dtype=np.float32)
-    lo, hi = np.percentile(x[ok], pct)
+    lo, hi = np.percentile(x[use], pct)
     out = np.clip((x - lo) / max(hi - lo, 1e-12), 0, 1)
     return np.where(ok, out, 0).astype(np.float32)
 
@@ -52,7 +65,9 @@ def rgb_quicklook(
 ) -> np.ndarray:
     """True-colour ``(H, W, 3)`` image in [0, 1] from S2 reflectance ``(C, H, W)``.
 
-    ``bands`` names the C channels; B4, B3, B2 are used, each stretched 2-98 %.
+    ``bands`` names the C channels (reflectance x 10000); B4, B3, B2 are used, each stretched
+    2-98 % over the clear pixels (mean below :data:`CLOUD_BRIGHTNESS`) when at least half of
+    the valid pixels are clear, else over all valid pixels. Clouds then show white.
     """
     names = list(bands)
     missing = [b for b in ("B4", "B3", "B2") if b not in names]
@@ -60,14 +75,20 @@ def rgb_quicklook(
         raise SarfuseError(
             None, f"an RGB quicklook needs B4, B3, B2 among {len(s2)} named bands, got {names}"
         )
+    rgb = np.stack([s2[names.index(b)] for b in ("B4", "B3", "B2")])
     valid = (s2 > 0).any(0) if valid is None else valid  # S2 nodata is 0
-    return np.stack([_stretch(s2[names.index(b)], valid) for b in ("B4", "B3", "B2")], axis=-1)
+    clear = valid & (rgb.mean(0) < CLOUD_BRIGHTNESS)
+    stats = clear if clear.sum() >= 0.5 * valid.sum() else valid
+    return np.stack([_stretch(band, valid, stats=stats) for band in rgb], axis=-1)
 
 
 def sar_quicklook(s1_db: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Grey ``(H, W)`` image in [0, 1] of the first S1 band (VV) in dB, stretched 2-98 %."""
+    """Grey ``(H, W)`` image in [0, 1] of the first S1 band (VV) in dB over the fixed range
+    :data:`SAR_RANGE_DB`, so that scenes compare; invalid pixels are 0."""
     x = s1_db[0] if s1_db.ndim == 3 else s1_db
-    return _stretch(x, valid)
+    low, high = SAR_RANGE_DB
+    ok = np.isfinite(x) if valid is None else valid & np.isfinite(x)
+    return np.where(ok, np.clip((x - low) / (high - low), 0, 1), 0).astype(np.float32)
 
 
 def _class_image(classes: np.ndarray, colors: Sequence[Color], nodata: int) -> np.ndarray:
@@ -90,10 +111,17 @@ def _map_figure(
     panels = [*extra_panels, (title, class_map)]
     fig = Figure(figsize=(4.2 * len(panels) + 2.2, 4.6), dpi=100)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (name, image) in zip(axes, panels, strict=True):
+    for ax, (name, image, *scale) in zip(axes, panels, strict=True):
         image = np.asarray(image)
         if image.ndim == 2 and np.issubdtype(image.dtype, np.integer):
             ax.imshow(_class_image(image, colors, nodata), interpolation="nearest")
+        elif image.ndim == 2 and scale:
+            low, high, unit = scale[0]
+            shown = ax.imshow(
+                low + image * (high - low), cmap="gray", vmin=low, vmax=high,
+                interpolation="nearest",
+            )  # fmt: skip
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label=unit)
         elif image.ndim == 2:
             ax.imshow(image, cmap="gray", interpolation="nearest")
         else:
@@ -225,12 +253,21 @@ def _miou_figure(rows: Sequence[Mapping[str, object]]) -> Figure:
         ns = sorted(by_n)
         mean = np.array([np.mean(by_n[n]) for n in ns])
         std = np.array([np.std(by_n[n]) for n in ns])
-        ax.errorbar(ns, mean, yerr=std, marker="o", capsize=3, label=label)
-    ax.set_xlabel("labelled patches")
+        style = "-" if label.split(" ")[0] in METHOD_NAMES else "--"
+        ax.errorbar(ns, mean, yerr=std, marker="o", capsize=3, label=label, linestyle=style)
+    ax.set_xlabel("labelled patches (log scale)")
     ax.set_ylabel("mIoU (mean ± std over seeds)")
+    ax.set_title(_miou_title({str(row["method"]) for row in rows}), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def _miou_title(methods: set[str]) -> str:
+    ours = [f"{m}: {METHOD_NAMES[m]}" for m in sorted(methods & set(METHOD_NAMES))]
+    if not ours:
+        return "mIoU against labelled patches (baselines only)"
+    return f"mIoU against labelled patches\n{'; '.join(ours)} (solid) vs baselines (dashed)"
 
 
 def plot_miou_vs_labels(rows: Sequence[Mapping[str, object]], path: str | Path) -> Path:

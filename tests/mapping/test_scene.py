@@ -105,6 +105,23 @@ def test_map_carries_colours_and_class_names(mapped: tuple[Path, dict]) -> None:
     assert colours[255][3] == 0  # nodata is transparent
 
 
+def test_map_and_probabilities_are_cogs_for_gis(mapped: tuple[Path, dict]) -> None:
+    """The default map is a COG; its class names sit in GDAL's side file and a QGIS style."""
+    from rio_cogeo.cogeo import cog_validate
+
+    out, result = mapped
+    for path in (out, Path(result["probabilities"])):
+        assert cog_validate(path, quiet=True)[0], path
+        with rasterio.open(path) as src:
+            assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+    with rasterio.open(result["probabilities"]) as src:
+        assert src.descriptions == DFC2020.names
+    with rasterio.open(out) as src:  # read from map.tif.aux.xml
+        assert json.loads(src.tags(1)["class_names"]) == list(DFC2020.names)
+    assert result["categories"] == str(out) + ".aux.xml"
+    assert result["style"] == str(out.with_suffix(".qml"))
+
+
 def test_invalid_input_is_nodata(mapped: tuple[Path, dict]) -> None:
     out, result = mapped
     with rasterio.open(out) as dst:

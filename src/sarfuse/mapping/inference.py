@@ -151,10 +151,9 @@ class _Outputs:
         )
         self.proba = None
         if proba_path is not None:
-            bands = [f"p_{n}" for n in names]
             self.proba = stack.enter_context(open_writer(
                 proba_path, info, len(names), "float32", nodata=float("nan"), tags=tags,
-                band_names=bands,
+                band_names=names,
             ))  # fmt: skip
 
     def write(self, row: int, col: int, classes: np.ndarray, proba: np.ndarray | None) -> None:

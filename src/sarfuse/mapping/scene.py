@@ -13,6 +13,7 @@ from sarfuse.checkpoint import load_pretrained
 from sarfuse.data.layouts import DataSource, Sample
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.errors import SarfuseError
+from sarfuse.mapping.cog import publish_map
 from sarfuse.mapping.features import TRAINED_ON_SPLIT, FeatureMaker
 from sarfuse.mapping.inference import map_scene
 from sarfuse.mapping.probe import load_classifier, predict_proba
@@ -75,10 +76,14 @@ def map_files(
     progress: bool = True,
     quicklook: bool = True,
     label: str | Path | None = None,
+    cog: bool = True,
 ) -> dict:
     """Map the scene given by its S1 and/or S2 GeoTIFF to a classified GeoTIFF at ``out``.
 
-    ``label``, a label GeoTIFF of the scene, is only shown beside the map in the quicklook.
+    With ``cog`` (the default) the map and probabilities are Cloud Optimized GeoTIFFs with
+    overviews; class names and colours for GIS software are written beside the map
+    (:func:`sarfuse.mapping.cog.publish_map`). ``label``, a label GeoTIFF of the scene, is only
+    shown beside the map in the quicklook.
     """
     clf, meta, maker = load_mapper(probe_dir, checkpoint, device)
     contract = meta["contract"]
@@ -128,6 +133,7 @@ def map_files(
             ", ".join(str(p) for p in (s1, s2) if p is not None),
             f"no valid pixel (all NaN or nodata), so {out} is nodata everywhere",
         )
+    result.update(publish_map(out, scheme, result["probabilities"], cog=cog))
     if quicklook:
         label = Path(label) if label is not None else None
         result["quicklook"] = str(write_quicklook(out, scheme, sample, label))
@@ -146,7 +152,7 @@ def write_quicklook(
     from rasterio.enums import Resampling
 
     from sarfuse.data.raster import read_label, read_s1, read_s2
-    from sarfuse.plots import plot_map_quicklook, rgb_quicklook, sar_quicklook
+    from sarfuse.plots import SAR_RANGE_DB, plot_map_quicklook, rgb_quicklook, sar_quicklook
 
     with rasterio.open(map_path) as src:
         step = max(1, int(np.ceil(max(src.height, src.width) / max_side)))
@@ -156,10 +162,12 @@ def write_quicklook(
     # Quicklooks are read whole: fine up to a few thousand pixels; larger scenes are decimated.
     if sample.s2 is not None and max(shape) * step <= 4 * max_side:
         s2, _ = read_s2(sample.s2, ("B4", "B3", "B2"))
-        panels.append(("Sentinel-2 RGB", rgb_quicklook(s2[:, ::step, ::step], ("B4", "B3", "B2"))))
+        rgb = rgb_quicklook(s2[:, ::step, ::step], ("B4", "B3", "B2"))
+        panels.append(("Sentinel-2 RGB (2-98 % stretch)", rgb))
     if sample.s1 is not None and max(shape) * step <= 4 * max_side:
         s1, _ = read_s1(sample.s1)
-        panels.append(("Sentinel-1 VV", sar_quicklook(s1[:, ::step, ::step])))
+        grey = sar_quicklook(s1[:, ::step, ::step])
+        panels.append(("Sentinel-1 VV", grey, (*SAR_RANGE_DB, "VV backscatter (dB)")))
     if label is not None:
         panels.append(("true labels", read_label(label, scheme)[::step, ::step]))
     png = map_path.with_suffix(".png")

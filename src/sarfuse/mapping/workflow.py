@@ -30,6 +30,7 @@ from sarfuse.mapping.selection import Candidate, choose, cross_validate
 from sarfuse.mapping.selftrain import SelfTrainConfig, self_train
 from sarfuse.mapping.splits import Split, few_label_split, save_split
 from sarfuse.mapping.supervised import SupervisedConfig, supervised_features
+from sarfuse.modelcard import probe_card, write_model_card
 
 DEFAULT_INDICES = ("mean_sar", "ndvi", "ndwi", "dbsi")
 
@@ -322,6 +323,7 @@ def run_probe(
         "probe_loss": getattr(clf, "history", []),  # linear probe: mean loss per epoch
     }
     save_classifier(out / "probe.pt", clf, meta)
+    write_model_card(out, probe_card(source, contract, meta, result, cfg.epochs))
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
     atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2))
     from sarfuse.plots import plot_confusion

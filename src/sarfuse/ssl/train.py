@@ -169,6 +169,10 @@ def pretrain(
     if (run_dir / "loss.csv").exists():
         plot_loss_curve(run_dir / "loss.csv", run_dir / "loss.png")
     first, last = _first_last_loss(run_dir / "loss.csv")
+    from sarfuse.modelcard import checkpoint_card, write_model_card
+
+    card = checkpoint_card(source, contract, asdict(config), trainer.global_step, (first, last))
+    write_model_card(run_dir, card)
     return PretrainResult(run_dir, ckpt, trainer.global_step, first, last, config)
 
 
