@@ -371,6 +371,7 @@ def summarise(lines: list[dict]) -> None:
                 + " | ".join(cells)
                 + f" | {secs:.1f} | {sel[0]['feature_dim']} |"
             )
+    md += ["", choice_accuracy(lines)]
     (RESULTS / "real_fewlabel.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     plot(lines, chips, [r for r in rows if "pretrained on" not in r], ns)
@@ -401,6 +402,33 @@ def plot(lines: list[dict], chips: list[str], rows: list[str], ns: list[int]) ->
     fig.axes[-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(RESULTS / "real_fewlabel.png", dpi=90)
+
+
+CANDIDATE_ROWS = {  # the default's candidates, by the name of their own row
+    f"{f}/{c}": f"{f}, {c}"
+    for f in ("raw", "pretrained", "pretrained+raw")
+    for c in ("rf", "linear")
+}
+
+
+def choice_accuracy(lines: list[dict], tolerance: float = 0.005) -> str:
+    """How often the default's cross-validated choice was (within ``tolerance`` of) the best of
+    its candidates on the evaluation patches, over the splits where every candidate has a row."""
+    score = {(r["chip"], r["n"], r["seed"], r["row"]): r["water_iou"] for r in lines}
+    right = total = 0
+    for r in lines:
+        if r["row"] != next(iter(ROWS)) or r["chosen"] not in CANDIDATE_ROWS:
+            continue
+        key = (r["chip"], r["n"], r["seed"])
+        found = [score.get((*key, row)) for row in CANDIDATE_ROWS.values()]
+        if None in found:
+            continue
+        total += 1
+        right += r["water_iou"] >= max(found) - tolerance
+    return (
+        f"The default's choice was within {tolerance} water IoU of the best of its "
+        f"{len(CANDIDATE_ROWS)} candidates on the evaluation patches in {right} of {total} splits."
+    )
 
 
 def plot_volume(lines: list[dict]) -> None:
