@@ -54,7 +54,7 @@ def run_experiment(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     say = (console or Console(stderr=True)).print
-    source = resolve_source(data)
+    source = resolve_source(data, s2_offset=probe_config.s2_offset)
     grid = model_grid(fusions, methods, source.sensors)
     checkpoints: dict[tuple[str, str], Path] = {}
     for fusion, method in grid:

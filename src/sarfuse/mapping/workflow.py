@@ -70,6 +70,8 @@ class ProbeConfig:
     pool_pixels: int = 200_000  # unlabelled candidate pixels drawn for self-training
     supervised_steps: int = SupervisedConfig.steps  # Adam steps of the supervised baseline
     device: str = "cpu"
+    # added to S2 values of files that do not state their offset (bare GeoTIFFs); None = 0
+    s2_offset: float | None = None
     extra: dict = field(default_factory=dict)
 
 
