@@ -46,9 +46,10 @@ def gdal_href(href: str, base: Path | None) -> str | Path:
         return f"/vsicurl/{href}"
     if href.startswith("s3://"):
         return f"/vsis3/{href[len('s3://') :]}"
+    href = href.removeprefix("file://")
     if is_gdal_url(href):
         return href
-    path = Path(href.removeprefix("file://"))
+    path = Path(href)
     return path if path.is_absolute() or base is None else base / path
 
 
