@@ -33,6 +33,23 @@ ClassesOpt = Annotated[
     Path | None, typer.Option("--classes", help="Class scheme JSON for your own labels.")
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
+SplitModeOpt = Annotated[
+    str,
+    typer.Option(
+        help="random (evaluation patches anywhere else) | blocks (training and evaluation "
+        "patches in separate blocks of the scene, a buffer apart: neighbouring patches share "
+        "context, which flatters a random split)"
+    ),
+]
+BlockSizeOpt = Annotated[
+    int | None, typer.Option(help="blocks: block side in pixels (default: 4 patches).")
+]
+BufferOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="blocks: pixels kept free between training and evaluation (default: 1 patch)."
+    ),
+]
 S2OffsetOpt = Annotated[
     float | None,
     typer.Option(
@@ -340,6 +357,16 @@ def probe(
     seed: Annotated[int, typer.Option(help="Seed of the split and the classifier.")] = 0,
     n_eval: Annotated[int | None, typer.Option(help="Fixed number of evaluation patches.")] = None,
     classes: ClassesOpt = None,
+    split_mode: SplitModeOpt = "random",
+    block_size: BlockSizeOpt = None,
+    buffer: BufferOpt = None,
+    split: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reuse a saved split (PROBE_DIR/split.json of another run, e.g. of other "
+            "features): the same patches, matched by file and window."
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     s2_offset: S2OffsetOpt = None,
 ) -> None:
@@ -370,6 +397,10 @@ def probe(
         epochs=epochs,
         n_eval=n_eval,
         self_train=self_train,
+        split_mode=split_mode,  # type: ignore[arg-type]
+        block_size=block_size,
+        buffer=buffer,
+        split_file=str(split) if split else None,
         device=torch_device(device),
         s2_offset=s2_offset,
     )
@@ -438,6 +469,9 @@ def experiment(
     s2_bands: S2BandsOpt = "all",
     patch_size: Annotated[int, typer.Option(help="Patch side for the probe.")] = 64,
     n_eval: Annotated[int | None, typer.Option(help="Fixed evaluation patches.")] = None,
+    split_mode: SplitModeOpt = "random",
+    block_size: BlockSizeOpt = None,
+    buffer: BufferOpt = None,
     device: DeviceOpt = "auto",
     s2_offset: S2OffsetOpt = None,
 ) -> None:
@@ -459,7 +493,14 @@ def experiment(
         PretrainConfig(
             steps=steps, device=device, s2_bands=tuple(_csv_words(s2_bands)), s2_offset=s2_offset
         ),
-        ProbeConfig(patch_size=patch_size, device=torch_device(device), s2_offset=s2_offset),
+        ProbeConfig(
+            patch_size=patch_size,
+            device=torch_device(device),
+            s2_offset=s2_offset,
+            split_mode=split_mode,  # type: ignore[arg-type]
+            block_size=block_size,
+            buffer=buffer,
+        ),
         n_eval=n_eval,
         console=console,
     )

@@ -99,7 +99,7 @@ class PatchDataset(Dataset):
         try:
             resolve_bands(self._s2_read, "s2", available)
         except SarfuseError as err:
-            raise SarfuseError(_first_file(self.source.samples[0]), err.problem) from None
+            raise SarfuseError(first_file(self.source.samples[0]), err.problem) from None
 
     def _roles(self) -> list[str]:
         return [*self._read_sensors, *(["label"] if self.source.has_labels else [])]
@@ -178,7 +178,7 @@ class PatchDataset(Dataset):
             item["indices"] = _masked(planes, valid)
         if self.superpixels is not None:
             item["segments"] = torch.from_numpy(self._segments(sample, raw, valid, window))
-        item["path"] = str(_first_file(sample))
+        item["path"] = str(first_file(sample))
         item["window"] = (int(window.row_off), int(window.col_off))
         return item
 
@@ -214,7 +214,7 @@ def _masked(array: np.ndarray, valid: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def _first_file(sample: Sample) -> Path:
+def first_file(sample: Sample) -> Path:
     for role in ("s1", "s2", "label"):
         value = sample.get(role)
         if isinstance(value, dict):
