@@ -181,6 +181,11 @@ def test_bad_stac_files(tmp_path):
     empty.normalize_and_save(str(tmp_path / "empty"), pystac.CatalogType.SELF_CONTAINED)
     with pytest.raises(SarfuseError, match="holds no items"):
         discover(tmp_path / "empty" / "catalog.json")
+    item = _item("rtc", {"vv": _asset("vv.tif"), "vh": _asset("vh.tif")})
+    item.set_self_href(str(tmp_path / "rtc.json"))
+    item.save_object(include_self_link=False)
+    with pytest.raises(SarfuseError, match="one file per polarisation"):
+        discover(tmp_path / "rtc.json")
     item = _item("thumbs", {"thumbnail": _asset("t.png", pystac.MediaType.PNG)})
     item.set_self_href(str(tmp_path / "thumbs.json"))
     item.save_object(include_self_link=False)

@@ -91,6 +91,11 @@ def _scene(item, json_path: Path) -> StacScene:
         if "labels" in (asset.roles or []) or key.lower() in ("label", "labels"):
             scene.label = href
         elif names and all(n in S1_BANDS for n in names):
+            if scene.s1 is not None or len(names) == 1:
+                raise SarfuseError(
+                    item.id, "STAC item has S1 as one file per polarisation; sarfuse reads VV "
+                    "and VH from one 2-band file (stack them first)",
+                )  # fmt: skip
             scene.s1 = href
         elif len(names) == 1 and names[0] in S2_BANDS:
             jp2 = str(href).lower().endswith(".jp2")
