@@ -57,7 +57,8 @@ def summary(rows: list[dict]) -> list[dict]:
         scores = np.array([r["mIoU"] for r in rows if r["mode"] == mode])
         evals = [r["eval_patches"] for r in rows if r["mode"] == mode]
         out.append({"mode": mode, "mIoU_mean": float(scores.mean()),
-                    "mIoU_std": float(scores.std()), "eval_patches": f"{min(evals)}-{max(evals)}"})  # fmt: skip
+                    "mIoU_std": float(scores.std()),
+                    "eval_patches": f"{min(evals)}-{max(evals)}"})  # fmt: skip
     return out
 
 

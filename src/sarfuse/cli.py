@@ -81,6 +81,11 @@ def _csv_ints(text: str, what: str) -> list[int]:
         raise SarfuseError(None, f"{what} must be comma-separated integers, got {text!r}") from None
 
 
+def _check_split_mode(mode: str) -> None:
+    if mode not in ("random", "blocks"):
+        raise SarfuseError(None, f"--split-mode must be random or blocks, got {mode!r}")
+
+
 def _csv_words(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -383,6 +388,7 @@ def probe(
         raise SarfuseError(
             None, f"--features must be {'|'.join(kinds)} and --classifier auto|linear|rf"
         )
+    _check_split_mode(split_mode)
     if features in NEEDS_CHECKPOINT and checkpoint is None:
         raise SarfuseError(
             None, f"--features {features} needs --checkpoint (or use --features raw)"
@@ -477,6 +483,8 @@ def experiment(
 ) -> None:
     """The paper's experiment: mIoU against labelled patches for each fusion and method."""
     from sarfuse.experiment import run_experiment
+
+    _check_split_mode(split_mode)
     from sarfuse.mapping.workflow import ProbeConfig
     from sarfuse.ssl.config import PretrainConfig
     from sarfuse.ssl.train import quiet_lightning, torch_device

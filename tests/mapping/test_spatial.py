@@ -96,18 +96,32 @@ def test_keys_find_the_same_patches_in_another_order_or_folder(tmp_path):
         load_split(path, [(f, (r, c, 32, 32)) for f, (r, c, _, _) in keys])  # other patch size
 
 
-def test_a_split_file_is_reused_across_feature_kinds(tmp_path):
-    data = generate(tmp_path / "data", size=512, seed=0, layout="scene")
+def test_a_split_file_is_reused_by_another_probe(tmp_path):
+    data = generate(tmp_path / "data", size=256, seed=0, layout="scene")
     source = discover(data)
     cfg = ProbeConfig(
         labels=3, patch_size=64, epochs=2, features="raw", classifier="linear",
-        split_mode="blocks", block_size=128, buffer=64,
+        split_mode="blocks", block_size=128, buffer=0,
     )  # fmt: skip
     first = run_probe(source, tmp_path / "a", cfg, progress=False)
     saved = json.loads((tmp_path / "a" / "split.json").read_text())
-    assert (saved["mode"], saved["block_size"], saved["buffer"]) == ("blocks", 128, 64)
+    assert (saved["mode"], saved["block_size"], saved["buffer"]) == ("blocks", 128, 0)
     reuse = replace(cfg, classifier="rf", split_file=str(tmp_path / "a" / "split.json"))
     second = run_probe(source, tmp_path / "b", reuse, progress=False)
     again = json.loads((tmp_path / "b" / "split.json").read_text())
     assert again["train_keys"] == saved["train_keys"] and again["eval_keys"] == saved["eval_keys"]
     assert second["eval_patches"] == first["eval_patches"] == len(saved["eval"])
+
+
+def test_cli_rejects_an_unknown_split_mode(tmp_path):
+    from typer.testing import CliRunner
+
+    from sarfuse.cli import app
+
+    runner = CliRunner()
+    bad_mode = runner.invoke(app, ["probe", "--split-mode", "checkerboard", "--out", str(tmp_path)])
+    assert bad_mode.exit_code == 2 and "Traceback" not in bad_mode.output
+    assert (
+        bad_mode.stderr.strip()
+        == "error: --split-mode must be random or blocks, got 'checkerboard'"
+    )
