@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -117,16 +118,22 @@ def friendly(fn):
     return wrapper
 
 
+class _ConsoleLog(logging.Handler):
+    """Log records as plain lines on stderr (whole paths, never wrapped), above progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import sys
+
+        from tqdm import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
 def _show_sarfuse_log() -> None:
     """sarfuse's own notes (S1 units chosen, S2 product offsets, automatic fusion) on stderr."""
-    import logging
-
-    from rich.logging import RichHandler
-
     logger = logging.getLogger("sarfuse")
-    if not logger.handlers:
-        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
-        logger.addHandler(handler)
+    if not any(isinstance(h, _ConsoleLog) for h in logger.handlers):
+        logger.addHandler(_ConsoleLog())
         logger.setLevel(logging.INFO)
 
 

@@ -156,3 +156,11 @@ def test_cli_stats_of_a_zipped_product_and_of_geotiffs_with_an_offset(tmp_path):
     tif_stats = json.loads((tmp_path / "tif.json").read_text())["s2"]["mean"]
     assert safe_stats == pytest.approx(tif_stats)
     assert safe_stats["B2"] == pytest.approx(reflectance["B2"].mean(), rel=1e-4)
+
+
+def test_every_command_resolves_its_data_with_the_offset(tmp_path):
+    from sarfuse.ssl.train import resolve_source
+
+    tifs = _corrected_geotiffs(tmp_path / "tifs", _reflectance(4))
+    assert all(x.s2_offset is None for x in resolve_source(tifs).samples)
+    assert all(x.s2_offset == -1000.0 for x in resolve_source(tifs, s2_offset=-1000.0).samples)
