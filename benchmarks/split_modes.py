@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     cfg = ProbeConfig(
         labels=args.labels, patch_size=args.patch_size, features=args.features,
         classifier=args.classifier, device="cpu", self_train=False,
+        block_size=args.block_size, buffer=args.buffer,
     )  # fmt: skip
     maker, contract = feature_setup(args.features, source, args.checkpoint, 0, "cpu")
     features = PatchFeatures(open_patches(source, contract, cfg), maker, cache=True)
@@ -117,6 +118,8 @@ def main() -> None:
     parser.add_argument("--features", default="raw")
     parser.add_argument("--classifier", default="linear")
     parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--block-size", type=int, default=None, help="pixels (default 4 patches)")
+    parser.add_argument("--buffer", type=int, default=None, help="pixels (default 1 patch)")
     parser.add_argument("--out", type=Path, default=Path("runs/split-modes"))
     args = parser.parse_args()
     rows = run(args)
@@ -127,7 +130,10 @@ def main() -> None:
               f"{t['eval_patches']} |" for t in table]  # fmt: skip
     atomic_write_text(args.out / "split_modes.md", "\n".join(lines) + "\n")
     name = Path(args.data).name if args.data else "demo"
-    title = f"{name}: {args.features} + {args.classifier}, N={args.labels}, {args.seeds} seeds"
+    spec = block_spec(replace(ProbeConfig(patch_size=args.patch_size), block_size=args.block_size,
+                              buffer=args.buffer))  # fmt: skip
+    title = (f"{name}: {args.features} + {args.classifier}, N={args.labels}, {args.seeds} seeds\n"
+             f"blocks of {spec.block} px, {spec.buffer} px buffer")  # fmt: skip
     plot(table, title, args.out / "split_modes.png")
     print("\n".join(lines))
 
