@@ -82,10 +82,7 @@ def scene_sample(s1: Path | None, s2: Path | None, s2_offset: float | None = Non
         parts[sensor] = found[0].get(sensor)
         if sensor == "s2":
             parts["s2_offset"] = found[0].s2_offset
-    name = Path(str(s1 or s2)).stem
-    sample = Sample(name, **parts)
-    return (
-        sample
-        if sample.s2_offset is not None or s2_offset is None
-        else replace(sample, s2_offset=s2_offset)
-    )
+    sample = Sample(Path(str(s1 or s2)).stem, **parts)
+    if sample.s2_offset is None and s2_offset is not None:  # the file states none
+        sample = replace(sample, s2_offset=s2_offset)
+    return sample
