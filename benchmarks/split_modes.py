@@ -22,17 +22,11 @@ import numpy as np
 
 from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.io_utils import atomic_write_csv, atomic_write_text
+from sarfuse.mapping import workflow
 from sarfuse.mapping.features import PatchFeatures, feature_setup
 from sarfuse.mapping.spatial import draw_split
 from sarfuse.mapping.splits import Split, few_label_split
-from sarfuse.mapping.workflow import (
-    ProbeConfig,
-    block_spec,
-    open_patches,
-    patch_boxes,
-    patch_labels,
-    run_probe,
-)
+from sarfuse.mapping.workflow import ProbeConfig, block_spec, run_probe
 from sarfuse.ssl.train import resolve_source
 
 MODES = ("random", "blocks", "random@blocks")
@@ -58,9 +52,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         block_size=args.block_size, buffer=args.buffer,
     )  # fmt: skip
     maker, contract = feature_setup(args.features, source, args.checkpoint, 0, "cpu")
-    features = PatchFeatures(open_patches(source, contract, cfg), maker, cache=True)
-    labels = patch_labels(features.patches, progress=False)
-    boxes, k = patch_boxes(features.patches), len(source.scheme.classes)
+    features = PatchFeatures(workflow.open_patches(source, contract, cfg), maker, cache=True)
+    labels = workflow.patch_labels(features.patches, progress=False)
+    boxes, k = workflow.patch_boxes(features.patches), len(source.scheme.classes)
     rows = []
     for mode in MODES:
         for seed in range(args.seeds):
