@@ -153,3 +153,25 @@ def test_model_grid_skips_pairs_a_sensor_set_cannot_run() -> None:
     assert model_grid(["early", "late"], ["pixel"], ("s2",)) == [("early", "pixel")]
     with pytest.raises(SarfuseError, match="no valid fusion"):
         model_grid(["late"], ["pixel"], ("s1",))
+
+
+def test_blocked_splits_are_shared_by_every_model(data: Path, experiment, tmp_path) -> None:
+    """``--split-mode blocks``: every model and N of a seed is scored on the same patches, away
+    from the training blocks (the finished pretraining of the fixture is reused)."""
+    import json
+    import shutil
+
+    out, _, _ = experiment
+    shutil.copytree(out / "pretrain", tmp_path / "pretrain")
+    blocks = replace(PROBE, split_mode="blocks", block_size=128, buffer=0)
+    run_experiment(
+        data, tmp_path, [1, 2], seeds=[0], pretrain_config=TINY, probe_config=blocks,
+        console=Console(file=io.StringIO()), **GRID,
+    )  # fmt: skip
+    splits = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("probes/*/n*-s0/split.json"))]
+    assert len(splits) == 3 * 2  # (pixel, raw, random) x N
+    assert all(s["mode"] == "blocks" for s in splits)
+    assert all(s["eval_keys"] == splits[0]["eval_keys"] for s in splits)
+    trained = {(k["file"], tuple(k["window"])) for s in splits for k in s["train_keys"]}
+    evaluated = {(k["file"], tuple(k["window"])) for k in splits[0]["eval_keys"]}
+    assert trained and evaluated and not trained & evaluated

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,32 @@ ClassesOpt = Annotated[
     Path | None, typer.Option("--classes", help="Class scheme JSON for your own labels.")
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
+SplitModeOpt = Annotated[
+    str,
+    typer.Option(
+        help="random (evaluation patches anywhere else) | blocks (training and evaluation "
+        "patches in separate blocks of the scene, a buffer apart: neighbouring patches share "
+        "context, which flatters a random split)"
+    ),
+]
+BlockSizeOpt = Annotated[
+    int | None, typer.Option(help="blocks: block side in pixels (default: 4 patches).")
+]
+BufferOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="blocks: pixels kept free between training and evaluation (default: 1 patch)."
+    ),
+]
+S2OffsetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--s2-offset",
+        help="Added to S2 values of files that do not state their offset (bare GeoTIFFs): "
+        "-1000 for GeoTIFFs cut from processing baseline 04.00+ products (from 25 Jan 2022) "
+        "without correction. Default 0. .SAFE products and STAC items use their own metadata.",
+    ),
+]
 S2BandsOpt = Annotated[
     str,
     typer.Option(
@@ -53,6 +80,11 @@ def _csv_ints(text: str, what: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise SarfuseError(None, f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def _check_split_mode(mode: str) -> None:
+    if mode not in ("random", "blocks"):
+        raise SarfuseError(None, f"--split-mode must be random or blocks, got {mode!r}")
 
 
 def _csv_words(text: str) -> list[str]:
@@ -86,6 +118,25 @@ def friendly(fn):
     return wrapper
 
 
+class _ConsoleLog(logging.Handler):
+    """Log records as plain lines on stderr (whole paths, never wrapped), above progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import sys
+
+        from tqdm import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _show_sarfuse_log() -> None:
+    """sarfuse's own notes (S1 units chosen, S2 product offsets, automatic fusion) on stderr."""
+    logger = logging.getLogger("sarfuse")
+    if not any(isinstance(h, _ConsoleLog) for h in logger.handlers):
+        logger.addHandler(_ConsoleLog())
+        logger.setLevel(logging.INFO)
+
+
 def _quiet_libraries() -> None:
     """Keep the terminal for sarfuse's own progress: no library warnings of no use to a user."""
     import warnings
@@ -107,6 +158,7 @@ def main(
 ) -> None:
     """Self-supervised SAR-optical fusion and land-cover mapping (Chen & Bruzzone, TGRS 2022)."""
     _quiet_libraries()
+    _show_sarfuse_log()
 
 
 @app.command()
@@ -137,12 +189,13 @@ def stats(
     s2_bands: Annotated[
         str, typer.Option(help="S2 bands to describe (default: every band the data has).")
     ] = "",
+    s2_offset: S2OffsetOpt = None,
 ) -> None:
     """Per-band mean and std over a dataset (valid pixels only), for normalisation."""
     from sarfuse.data.normalise import compute_stats, save_stats
     from sarfuse.ssl.train import resolve_source
 
-    source = resolve_source(_data(data))
+    source = resolve_source(_data(data), s2_offset=s2_offset)
     bands = tuple(_csv_words(s2_bands)) or source.s2_bands()
     result = compute_stats(source, s2_bands=bands or ("B2",))
     save_stats(result, out_file)
@@ -158,6 +211,7 @@ def superpixels(
     scale: Annotated[float, typer.Option(help="Felzenszwalb scale.")] = 200.0,
     sigma: Annotated[float, typer.Option(help="Felzenszwalb sigma.")] = 0.5,
     min_size: Annotated[int, typer.Option(help="Felzenszwalb min_size.")] = 30,
+    s2_offset: S2OffsetOpt = None,
 ) -> None:
     """Compute (and cache) Felzenszwalb superpixels of every patch, in parallel."""
     from sarfuse.contract import make_contract
@@ -166,7 +220,7 @@ def superpixels(
     from sarfuse.ssl.train import patch_dataset, resolve_source
     from sarfuse.superpixels import SuperpixelParams, compute_all
 
-    source = resolve_source(_data(data))
+    source = resolve_source(_data(data), s2_offset=s2_offset)
     cfg = PretrainConfig()
     params = SuperpixelParams(scale=scale, sigma=sigma, min_size=min_size)
     contract = make_contract(
@@ -228,6 +282,7 @@ def pretrain(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+    s2_offset: S2OffsetOpt = None,
 ) -> None:
     """Self-supervised pretraining of a fusion network (no labels needed)."""
     from sarfuse.ssl.config import PretrainConfig
@@ -255,6 +310,7 @@ def pretrain(
             device=device,
             seed=seed,
             workers=workers,
+            s2_offset=s2_offset,
         )
         if epochs is not None:
             cfg.epochs = epochs
@@ -313,7 +369,18 @@ def probe(
     seed: Annotated[int, typer.Option(help="Seed of the split and the classifier.")] = 0,
     n_eval: Annotated[int | None, typer.Option(help="Fixed number of evaluation patches.")] = None,
     classes: ClassesOpt = None,
+    split_mode: SplitModeOpt = "random",
+    block_size: BlockSizeOpt = None,
+    buffer: BufferOpt = None,
+    split: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reuse a saved split (PROBE_DIR/split.json of another run, e.g. of other "
+            "features): the same patches, matched by file and window."
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
+    s2_offset: S2OffsetOpt = None,
 ) -> None:
     """Train a linear (or random-forest) classifier on few labelled patches and evaluate it."""
     from typing import get_args
@@ -328,6 +395,7 @@ def probe(
         raise SarfuseError(
             None, f"--features must be {'|'.join(kinds)} and --classifier auto|linear|rf"
         )
+    _check_split_mode(split_mode)
     if features in NEEDS_CHECKPOINT and checkpoint is None:
         raise SarfuseError(
             None, f"--features {features} needs --checkpoint (or use --features raw)"
@@ -342,11 +410,17 @@ def probe(
         epochs=epochs,
         n_eval=n_eval,
         self_train=self_train,
+        split_mode=split_mode,  # type: ignore[arg-type]
+        block_size=block_size,
+        buffer=buffer,
+        split_file=str(split) if split else None,
         device=torch_device(device),
+        s2_offset=s2_offset,
     )
     if supervised_steps is not None:
         cfg.supervised_steps = supervised_steps
-    result = run_probe(resolve_source(_data(data), classes), out_dir, cfg, checkpoint)
+    source = resolve_source(_data(data), classes, cfg.s2_offset)
+    result = run_probe(source, out_dir, cfg, checkpoint)
     out.print(format_table(result))
     out.print(f"metrics: {out_dir / 'metrics.json'}\nconfusion matrix: {out_dir / 'confusion.png'}")
 
@@ -356,8 +430,15 @@ def probe(
 def map_cmd(
     probe_dir: Annotated[Path, typer.Option("--probe", help="Folder written by `sarfuse probe`.")],
     out_file: Annotated[Path, typer.Option("--out", help="Output GeoTIFF.")],
-    s1: Annotated[Path | None, typer.Option(help="Sentinel-1 scene (VV, VH).")] = None,
-    s2: Annotated[Path | None, typer.Option(help="Sentinel-2 scene.")] = None,
+    s1: Annotated[
+        Path | None, typer.Option(help="Sentinel-1 scene (VV, VH): a GeoTIFF or a STAC item JSON.")
+    ] = None,
+    s2: Annotated[
+        Path | None,
+        typer.Option(
+            help="Sentinel-2 scene: a GeoTIFF, a .SAFE product (folder or zip) or a STAC item JSON."
+        ),
+    ] = None,
     checkpoint: Annotated[
         Path | None, typer.Option(help="Checkpoint (default: the probe's).")
     ] = None,
@@ -370,6 +451,7 @@ def map_cmd(
         bool, typer.Option(help="Write Cloud Optimized GeoTIFFs with overviews.")
     ] = True,
     device: DeviceOpt = "auto",
+    s2_offset: S2OffsetOpt = None,
 ) -> None:
     """Map a whole scene of any size to a coloured, georeferenced GeoTIFF (and a PNG).
 
@@ -389,6 +471,7 @@ def map_cmd(
         probabilities=probabilities,
         device=torch_device(device),
         cog=cog,
+        s2_offset=s2_offset,
     )
     out.print(
         f"map: {result['path']} ({result['tiles']} tiles)\nquicklook: {result['quicklook']}\n"
@@ -434,10 +517,16 @@ def experiment(
     s2_bands: S2BandsOpt = "all",
     patch_size: Annotated[int, typer.Option(help="Patch side for the probe.")] = 64,
     n_eval: Annotated[int | None, typer.Option(help="Fixed evaluation patches.")] = None,
+    split_mode: SplitModeOpt = "random",
+    block_size: BlockSizeOpt = None,
+    buffer: BufferOpt = None,
     device: DeviceOpt = "auto",
+    s2_offset: S2OffsetOpt = None,
 ) -> None:
     """The paper's experiment: mIoU against labelled patches for each fusion and method."""
     from sarfuse.experiment import run_experiment
+
+    _check_split_mode(split_mode)
     from sarfuse.mapping.workflow import ProbeConfig
     from sarfuse.ssl.config import PretrainConfig
     from sarfuse.ssl.train import quiet_lightning, torch_device
@@ -451,8 +540,17 @@ def experiment(
         _csv_words(fusion),
         _csv_words(methods),
         _csv_ints(seeds, "--seeds"),
-        PretrainConfig(steps=steps, device=device, s2_bands=tuple(_csv_words(s2_bands))),
-        ProbeConfig(patch_size=patch_size, device=torch_device(device)),
+        PretrainConfig(
+            steps=steps, device=device, s2_bands=tuple(_csv_words(s2_bands)), s2_offset=s2_offset
+        ),
+        ProbeConfig(
+            patch_size=patch_size,
+            device=torch_device(device),
+            s2_offset=s2_offset,
+            split_mode=split_mode,  # type: ignore[arg-type]
+            block_size=block_size,
+            buffer=buffer,
+        ),
         n_eval=n_eval,
         console=console,
     )

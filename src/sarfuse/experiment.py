@@ -16,8 +16,15 @@ from rich.console import Console
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_write_csv, atomic_write_text
 from sarfuse.mapping.features import PatchFeatures, feature_setup
-from sarfuse.mapping.splits import few_label_split
-from sarfuse.mapping.workflow import ProbeConfig, open_patches, patch_labels, run_probe
+from sarfuse.mapping.spatial import draw_split
+from sarfuse.mapping.workflow import (
+    ProbeConfig,
+    block_spec,
+    open_patches,
+    patch_boxes,
+    patch_labels,
+    run_probe,
+)
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.methods import valid_combinations
 from sarfuse.ssl.train import check_reusable, pretrain, resolve_source
@@ -54,7 +61,7 @@ def run_experiment(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     say = (console or Console(stderr=True)).print
-    source = resolve_source(data)
+    source = resolve_source(data, s2_offset=probe_config.s2_offset)
     grid = model_grid(fusions, methods, source.sensors)
     checkpoints: dict[tuple[str, str], Path] = {}
     for fusion, method in grid:
@@ -75,9 +82,10 @@ def run_experiment(
     models += [("raw", "-", "raw", None), ("random", grid[0][0], "random", first_ckpt)]
     # Splits depend only on the labels: draw them once per seed, shared by every model.
     maker, contract = feature_setup("raw", source, None)
-    label_patches = patch_labels(open_patches(source, contract, probe_config))
+    label_reader = open_patches(source, contract, probe_config)
+    label_patches, boxes = patch_labels(label_reader), patch_boxes(label_reader)
     k = len(source.scheme.classes)
-    if n_eval is None:
+    if n_eval is None and probe_config.split_mode == "random":  # blocks: fixed by the blocks
         n_eval = max(1, len([x for x in label_patches if (x != 255).any()]) - max(labels) - 1)
     rows: list[dict] = []
     for name, fusion, kind, ckpt in models:
@@ -88,7 +96,10 @@ def run_experiment(
                 patches = open_patches(source, contract, probe_config)
                 feats = PatchFeatures(patches, maker, cache=True)
             for n in labels:
-                split = few_label_split(label_patches, n, seed, n_eval=n_eval, num_classes=k)
+                split = draw_split(
+                    label_patches, boxes, n, seed, probe_config.split_mode,
+                    block_spec(probe_config), n_eval, k,
+                )  # fmt: skip
                 cfg = replace(probe_config, labels=n, seed=seed, features=kind)
                 if cfg.classifier == "auto":  # rows compare features: one classifier for all
                     cfg = replace(cfg, classifier="linear")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import time
 import warnings
@@ -33,6 +34,7 @@ from scipy.ndimage import uniform_filter
 from skimage.segmentation import felzenszwalb
 from tqdm.auto import tqdm
 
+from sarfuse.data.raster import is_gdal_url
 from sarfuse.errors import SarfuseError, check
 from sarfuse.io_utils import atomic_save
 
@@ -160,12 +162,20 @@ def file_fingerprint(paths: Iterable[PathSpec]) -> str:
     for spec in paths:
         files = spec.values() if isinstance(spec, Mapping) else [] if spec is None else [spec]
         for file in files:
-            try:
-                stat = Path(file).stat()
-            except OSError as err:
-                raise SarfuseError(file, f"cannot read input file ({err.strerror})") from err
-            digest.update(f"{Path(file).resolve()}|{stat.st_size}|{stat.st_mtime_ns};".encode())
+            digest.update(f"{_stamp(file)};".encode())
     return digest.hexdigest()
+
+
+def _stamp(file: str | Path) -> str:
+    """(resolved path, size, mtime_ns) of a file; a URL by its text, a zip member with its zip's."""
+    if is_gdal_url(file):
+        archive = re.match(r"/vsizip/(.+?\.zip)(/|$)", str(file), re.IGNORECASE)
+        return f"{file}|{_stamp(archive.group(1)) if archive else ''}"
+    try:
+        stat = Path(file).stat()
+    except OSError as err:
+        raise SarfuseError(file, f"cannot read input file ({err.strerror})") from err
+    return f"{Path(file).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 def cache_key(paths: Iterable[PathSpec], window: Sequence[int] | None = None) -> str:

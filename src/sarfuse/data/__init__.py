@@ -25,6 +25,8 @@ from sarfuse.data.indices import (
 )
 from sarfuse.data.layouts import DataSource, Sample, discover
 from sarfuse.data.normalise import PAPER_STATS, Normaliser, compute_stats, load_stats, save_stats
+from sarfuse.data.offset import add_offset, baseline_offset
+from sarfuse.data.products import product_source, scene_sample
 from sarfuse.data.raster import (
     RasterInfo,
     check_aligned,
@@ -36,6 +38,7 @@ from sarfuse.data.raster import (
     read_s2,
     write_geotiff,
 )
+from sarfuse.data.safe import read_safe
 from sarfuse.data.schemes import (
     DFC2020,
     IGBP,
@@ -47,6 +50,7 @@ from sarfuse.data.schemes import (
     ClassScheme,
     load_scheme,
 )
+from sarfuse.data.stac import read_stac
 
 __all__ = [
     "DEFAULT_INDICES",
@@ -71,7 +75,9 @@ __all__ = [
     "PatchDataset",
     "RasterInfo",
     "Sample",
+    "add_offset",
     "band_name",
+    "baseline_offset",
     "canonical_bands",
     "check_aligned",
     "compute_indices",
@@ -86,12 +92,16 @@ __all__ = [
     "ndwi",
     "open_writer",
     "patch_windows",
+    "product_source",
     "raster_info",
     "read_label",
     "read_s1",
     "read_s2",
+    "read_safe",
+    "read_stac",
     "required_bands",
     "resolve_bands",
     "save_stats",
+    "scene_sample",
     "write_geotiff",
 ]

@@ -99,7 +99,7 @@ class PatchDataset(Dataset):
         try:
             resolve_bands(self._s2_read, "s2", available)
         except SarfuseError as err:
-            raise SarfuseError(_first_file(self.source.samples[0]), err.problem) from None
+            raise SarfuseError(first_file(self.source.samples[0]), err.problem) from None
 
     def _roles(self) -> list[str]:
         return [*self._read_sensors, *(["label"] if self.source.has_labels else [])]
@@ -148,7 +148,13 @@ class PatchDataset(Dataset):
             data, ok = read_s1(sample.s1, window, self.s1_units, targets["s1"])  # type: ignore[arg-type]
             raw["s1"], valid = _pad(data, shape, 0.0), valid & _pad(ok, shape, False)
         if "s2" in self._read_sensors:
-            data, ok = read_s2(sample.s2, self._s2_read, window, targets["s2"])  # type: ignore[arg-type]
+            data, ok = read_s2(
+                sample.s2,
+                self._s2_read,
+                window,
+                targets["s2"],
+                sample.s2_offset,  # type: ignore[arg-type]
+            )
             raw["s2"], valid = _pad(data, shape, 0.0), valid & _pad(ok, shape, False)
         for data in raw.values():
             data[:, ~valid] = 0.0
@@ -172,7 +178,7 @@ class PatchDataset(Dataset):
             item["indices"] = _masked(planes, valid)
         if self.superpixels is not None:
             item["segments"] = torch.from_numpy(self._segments(sample, raw, valid, window))
-        item["path"] = str(_first_file(sample))
+        item["path"] = str(first_file(sample))
         item["window"] = (int(window.row_off), int(window.col_off))
         return item
 
@@ -182,7 +188,7 @@ class PatchDataset(Dataset):
         """Superpixels of the patch (P, P), or (S, P, P) for a list of parameter sets."""
         key = sp.cache_key(
             [sample.s1, sample.s2], (int(window.row_off), int(window.col_off), *valid.shape)
-        )
+        ) + (f"|offset={sample.s2_offset}" if sample.s2_offset else "")
         params = self.superpixels
         scales = [params] if isinstance(params, sp.SuperpixelParams) else list(params or [])
         segments = [
@@ -208,7 +214,7 @@ def _masked(array: np.ndarray, valid: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def _first_file(sample: Sample) -> Path:
+def first_file(sample: Sample) -> Path:
     for role in ("s1", "s2", "label"):
         value = sample.get(role)
         if isinstance(value, dict):

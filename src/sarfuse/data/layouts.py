@@ -13,6 +13,8 @@ Supported layouts (detected in this order):
 - BigEarthNet-style S2 patches: a folder of band files ``*_B01.tif`` ... (or folders of them).
 - Plain GeoTIFF scenes (a file, a list of files or a flat folder), without labels: 2 bands or
   VV/VH band names -> S1, 4 or more bands -> S2, otherwise decided by the file name.
+- Products as downloaded (:mod:`sarfuse.data.products`): Sentinel-2 ``.SAFE`` folders or zips
+  (or a folder of them), and STAC JSON files (an item, a catalogue or a collection).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sarfuse.data.bands import band_name
+from sarfuse.data.offset import S2Offset
 from sarfuse.data.raster import band_descriptions, s2_band_names
 from sarfuse.data.schemes import DFC2020, IGBP, SEN1FLOODS11, ClassScheme, load_scheme
 from sarfuse.errors import SarfuseError
 
 SENSORS = ("s1", "s2")
-S2Files = Path | dict[str, Path]
+S2Files = Path | str | dict[str, Path | str]  # str: a GDAL virtual path or URL
 _TIF = (".tif", ".tiff")
 
 
@@ -41,6 +44,7 @@ class Sample:
     s1: Path | None = None
     s2: S2Files | None = None
     label: Path | None = None
+    s2_offset: S2Offset = None  # added to S2 numbers (product metadata, else --s2-offset)
 
     def get(self, role: str) -> S2Files | None:
         return {"s1": self.s1, "s2": self.s2, "label": self.label}[role]
@@ -76,13 +80,17 @@ def discover(
     data: str | Path | Sequence[str | Path], classes: str | Path | None = None
 ) -> DataSource:
     """Detect the layout of ``data`` and list its samples; ``classes`` overrides the scheme."""
-    if not isinstance(data, (str, Path)):
-        paths = [Path(p) for p in data]
-        if not paths:
-            raise SarfuseError(None, "no data given")
+    from sarfuse.data.products import product_source  # products builds on this module
+
+    paths = [Path(data)] if isinstance(data, (str, Path)) else [Path(p) for p in data]
+    if not paths:
+        raise SarfuseError(None, "no data given")
+    for path in paths:
+        if not path.exists():
+            raise SarfuseError(path, "no such file or folder")
+    source = product_source(paths)
+    if source is None:
         source = _discover_path(paths[0]) if len(paths) == 1 else _scenes(paths, paths[0].parent)
-    else:
-        source = _discover_path(Path(data))
     if classes is not None and source.has_labels:
         source = DataSource(source.layout, source.samples, load_scheme(classes), source.root)
     _check_consistent(source)

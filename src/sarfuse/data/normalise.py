@@ -177,7 +177,7 @@ def compute_stats(
                     data, valid = read_s1(path, window)
                     data = data[[S1_BANDS.index(b) for b in bands["s1"]]]
                 else:
-                    data, valid = read_s2(path, bands["s2"], window)
+                    data, valid = read_s2(path, bands["s2"], window, offset=sample.s2_offset)
                 acc.add(np.clip(data[:, valid], *clip[sensor]))
     stats: dict[str, Any] = {"clip": {k: list(v) for k, v in clip.items()}}
     for sensor, acc in moments.items():

@@ -9,6 +9,7 @@ another file's grid (``--reproject``, rasterio warp). Bad input raises :class:`S
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from sarfuse.data.bands import S1_BANDS, S2_BANDS, S2_STACKS, band_name, resolve_bands
+from sarfuse.data.offset import S2Offset, add_offset
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path
@@ -37,6 +39,8 @@ S1Units = Literal["auto", "db", "linear"]
 BandFiles = Mapping[str, "str | Path"]
 PathLike = str | Path
 S2Source = PathLike | BandFiles
+
+log = logging.getLogger(__name__)
 
 _ALIGN_TOLERANCE = 0.01  # pixels: grids whose corners agree this closely are the same grid
 _LINEAR_MAX = 10.0  # linear power backscatter rarely exceeds this (99th percentile)
@@ -78,13 +82,25 @@ class RasterInfo:
         )
 
 
+def is_gdal_url(path: PathLike) -> bool:
+    """True for GDAL virtual paths (``/vsizip/``, ``/vsicurl/``) and URLs (``s3://``): GDAL opens
+    them, the local file system cannot check them, and ``Path`` would mangle their slashes."""
+    text = str(path)
+    return text.startswith("/vsi") or "://" in text
+
+
+def as_path(path: PathLike) -> PathLike:
+    """A local file as a ``Path``; a GDAL virtual path or URL kept as the string it is."""
+    return str(path) if is_gdal_url(path) else Path(path)
+
+
 @contextmanager
 def _open(path: PathLike) -> Iterator[DatasetReader]:
     """Open a raster, turning missing, unreadable and truncated files into one-line errors."""
-    path = Path(path)
-    if not path.exists():
+    path = as_path(path)
+    if isinstance(path, Path) and not path.exists():
         raise SarfuseError(path, "file not found")
-    if path.is_dir():
+    if isinstance(path, Path) and path.is_dir():
         raise SarfuseError(path, "is a folder, expected a raster file")
     try:
         with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="TRUE"):  # no listing of huge folders
@@ -113,7 +129,7 @@ def _band_files(source: BandFiles) -> dict[str, Path]:
         name = band_name(key)
         if name is None:
             raise SarfuseError(file, f"{key!r} is not a Sentinel-2 band name")
-        files[name] = Path(file)
+        files[name] = as_path(file)  # type: ignore[assignment]
     return files
 
 
@@ -129,7 +145,8 @@ def raster_info(source: S2Source) -> RasterInfo:
 def _describe(source: S2Source) -> str:
     """A path for messages; a band-per-file source is named by its folder."""
     if isinstance(source, Mapping):
-        return str(Path(next(iter(source.values()))).parent)
+        first = str(next(iter(source.values())))
+        return first.rsplit("/", 1)[0] if is_gdal_url(first) else str(Path(first).parent)
     return str(source)
 
 
@@ -219,6 +236,7 @@ def _read(
         height=target.height,
         resampling=resampling,
         add_alpha=True,
+        dtype=dtype,  # interpolate in float: an integer warp rounds resampled bands
     ) as vrt:
         data = vrt.read(list(indexes), window=window, out_dtype=dtype)
         footprint = vrt.read(vrt.count, window=window) > 0
@@ -273,8 +291,10 @@ def _detect_units(path: str, _stamp: tuple[int, int]) -> Literal["db", "linear"]
             parts.append(sample[:, ~_nodata_mask(sample, src.nodata)])
         values = np.concatenate(parts, axis=1)
     if values.size == 0 or values.min() < 0:
+        log.info("%s: S1 read as dB (it holds negative values)", path)
         return "db"
     if np.percentile(values, 99) <= _LINEAR_MAX:
+        log.info("%s: S1 read as linear power (no negative values, 99%% <= 10), turned to dB", path)
         return "linear"
     raise SarfuseError(
         path,
@@ -289,7 +309,8 @@ def detect_s1_units(path: PathLike) -> Literal["db", "linear"]:
     Decided once per file (from 16 small windows spread over it), so every window of a scene
     is converted the same way.
     """
-    stat = Path(path).stat() if Path(path).is_file() else None
+    local = as_path(path)
+    stat = local.stat() if isinstance(local, Path) and local.is_file() else None
     stamp = (stat.st_size, stat.st_mtime_ns) if stat else (0, 0)
     return _detect_units(str(path), stamp)
 
@@ -345,10 +366,13 @@ def read_s2(
     bands: Sequence[str] | None = None,
     window: Window | None = None,
     target: RasterInfo | None = None,
+    offset: S2Offset = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sentinel-2 ``bands`` -> (float32 (C, h, w) reflectance x 10000, valid (h, w) bool).
 
     ``bands`` default: every band the source has, in stack order (B1..B12 for 13-band files).
+    ``offset`` (one value or one per band, e.g. -1000 from processing baseline 04.00 on) is
+    added to the digital numbers of valid pixels, after 0 = nodata is recognised.
 
     ``source`` is a stack file or a band-name -> file mapping (BigEarthNet); bands stored at
     20/60 m are resampled bilinearly onto the finest band's grid (or ``target``). A pixel
@@ -359,7 +383,8 @@ def read_s2(
         grid = target or raster_info(files)
         parts = []
         have = tuple(b for b in S2_BANDS if b in files)
-        for name in _checked(have if bands is None else bands, have, _describe(source)):
+        names = _checked(have if bands is None else bands, have, _describe(source))
+        for name in names:
             with _open(files[name]) as src:
                 data, footprint = _read(src, [1], window, grid, Resampling.bilinear)
                 parts.append((data, footprint, _s2_nodata(src.nodata)))
@@ -374,6 +399,7 @@ def read_s2(
             valid = footprint & ~_nodata_mask(data, _s2_nodata(src.nodata))
             grid = target or _info(src)
     valid &= (data != 0).any(axis=0)
+    data = add_offset(data, names, offset)
     data[:, ~valid] = 0.0
     _require_valid(valid, _describe(source), _covers_all(window, grid.shape))
     return data, valid

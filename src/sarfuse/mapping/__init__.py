@@ -15,10 +15,12 @@ from sarfuse.mapping.probe import (
     train_linear_probe,
     train_random_forest,
 )
+from sarfuse.mapping.spatial import BlockSpec, block_split, draw_split
 from sarfuse.mapping.splits import Split, few_label_split, load_split, save_split
 from sarfuse.mapping.tiling import blend_weights, tile_windows
 
 __all__ = [
+    "BlockSpec",
     "CLASSIFIERS",
     "Classifier",
     "ClassifierName",
@@ -26,7 +28,9 @@ __all__ = [
     "RandomForestProbe",
     "Split",
     "blend_weights",
+    "block_split",
     "confusion_matrix",
+    "draw_split",
     "few_label_split",
     "format_table",
     "load_classifier",

@@ -11,6 +11,7 @@ from rasterio.windows import Window
 
 from sarfuse.checkpoint import load_pretrained
 from sarfuse.data.layouts import DataSource, Sample
+from sarfuse.data.products import scene_sample
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.errors import SarfuseError
 from sarfuse.mapping.cog import publish_map
@@ -77,9 +78,12 @@ def map_files(
     quicklook: bool = True,
     label: str | Path | None = None,
     cog: bool = True,
+    s2_offset: float | None = None,
 ) -> dict:
     """Map the scene given by its S1 and/or S2 GeoTIFF to a classified GeoTIFF at ``out``.
 
+    ``s1`` / ``s2`` may also be a Sentinel-2 ``.SAFE`` product (folder or zip) or a STAC item;
+    ``s2_offset`` is added to S2 values when the S2 source does not state its own offset.
     With ``cog`` (the default) the map and probabilities are Cloud Optimized GeoTIFFs with
     overviews; class names and colours for GIS software are written beside the map
     (:func:`sarfuse.mapping.cog.publish_map`). ``label``, a label GeoTIFF of the scene, is only
@@ -88,9 +92,7 @@ def map_files(
     clf, meta, maker = load_mapper(probe_dir, checkpoint, device)
     contract = meta["contract"]
     scheme = ClassScheme.from_json(meta["scheme"])
-    if s1 is None and s2 is None:
-        raise SarfuseError(None, "give the scene as --s1 and/or --s2")
-    sample = Sample(Path(s1 or s2).stem, s1=Path(s1) if s1 else None, s2=Path(s2) if s2 else None)
+    sample = scene_sample(Path(s1) if s1 else None, Path(s2) if s2 else None, s2_offset)
     for sensor in contract["sensors"]:
         if sample.get(sensor) is None:
             raise SarfuseError(None, f"the probe's features need {sensor.upper()}: pass --{sensor}")
@@ -161,7 +163,7 @@ def write_quicklook(
     panels = []
     # Quicklooks are read whole: fine up to a few thousand pixels; larger scenes are decimated.
     if sample.s2 is not None and max(shape) * step <= 4 * max_side:
-        s2, _ = read_s2(sample.s2, ("B4", "B3", "B2"))
+        s2, _ = read_s2(sample.s2, ("B4", "B3", "B2"), offset=sample.s2_offset)
         rgb = rgb_quicklook(s2[:, ::step, ::step], ("B4", "B3", "B2"))
         panels.append(("Sentinel-2 RGB (2-98 % stretch)", rgb))
     if sample.s1 is not None and max(shape) * step <= 4 * max_side:

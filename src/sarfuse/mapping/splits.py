@@ -105,17 +105,37 @@ def few_label_split(
     return Split(train=train, eval=evaluate)
 
 
-def save_split(path: str | Path, split: Split) -> Path:
-    """Write the split as JSON (atomically), so every method is scored on the same patches."""
-    return atomic_write_text(path, json.dumps({"train": split.train, "eval": split.eval}))
+PatchKey = tuple[str, tuple[int, int, int, int]]  # (file, (row, col, height, width))
 
 
-def load_split(path: str | Path) -> Split:
-    """Read a split written by :func:`save_split`."""
+def save_split(
+    path: str | Path,
+    split: Split,
+    keys: Sequence[PatchKey] | None = None,
+    info: dict | None = None,
+) -> Path:
+    """Write the split as JSON (atomically), so every method is scored on the same patches.
+
+    With ``keys`` (one per patch) the patches are also written as (file, window) keys, which
+    :func:`load_split` matches against other runs' patches (other feature kinds, machines).
+    """
+    data: dict = {"train": split.train, "eval": split.eval}
+    if keys is not None:
+        for part in ("train", "eval"):
+            chosen = (keys[i] for i in getattr(split, part))
+            data[f"{part}_keys"] = [{"file": f, "window": list(w)} for f, w in chosen]
+    return atomic_write_text(path, json.dumps({**data, **(info or {})}))
+
+
+def load_split(path: str | Path, keys: Sequence[PatchKey] | None = None) -> Split:
+    """Read a split written by :func:`save_split`; with ``keys`` (the current patches' keys),
+    by its (file, window) keys, so that it means the same patches in this run."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
         split = Split(train=[int(i) for i in data["train"]], eval=[int(i) for i in data["eval"]])
+        if keys is not None and "train_keys" in data:
+            split = Split(*(_match(data[f"{p}_keys"], keys, path) for p in ("train", "eval")))
     except FileNotFoundError:
         raise SarfuseError(path, "split file not found") from None
     except (ValueError, KeyError, TypeError) as e:
@@ -124,4 +144,31 @@ def load_split(path: str | Path) -> Split:
         ) from None
     if set(split.train) & set(split.eval):
         raise SarfuseError(path, "training and evaluation patches overlap")
+    if keys is not None and max(split.train + split.eval, default=-1) >= len(keys):
+        raise SarfuseError(
+            path, f"names patch {max(split.train + split.eval)}, the data has {len(keys)}"
+        )
     return split
+
+
+def _match(saved: list[dict], keys: Sequence[PatchKey], path: Path) -> list[int]:
+    """Indices of the saved (file, window) keys among ``keys``: by the file as saved, else by
+    its name alone (the same data in another folder or on another machine)."""
+    exact = {(f, tuple(w)): i for i, (f, w) in enumerate(keys)}
+    by_name: dict[tuple, list[int]] = {}
+    for i, (f, w) in enumerate(keys):
+        by_name.setdefault((Path(f).name, tuple(w)), []).append(i)
+    out = []
+    for entry in saved:
+        key = (str(entry["file"]), tuple(int(v) for v in entry["window"]))
+        found = exact.get(key)
+        named = by_name.get((Path(key[0]).name, key[1]), [])
+        if found is None and len(named) == 1:
+            found = named[0]
+        if found is None:
+            raise SarfuseError(
+                path, f"patch {key[0]} window {list(key[1])} is not in this data "
+                "(other files or another --patch-size?)",
+            )  # fmt: skip
+        out.append(found)
+    return out

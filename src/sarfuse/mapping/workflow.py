@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sarfuse.data.dataset import PatchDataset
+from sarfuse.data.dataset import PatchDataset, first_file
 from sarfuse.data.normalise import Normaliser
+from sarfuse.data.raster import is_gdal_url
 from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_write_text
@@ -28,7 +29,8 @@ from sarfuse.mapping.probe import fit_classifier, predict_proba, save_classifier
 from sarfuse.mapping.pseudo import rule_labels
 from sarfuse.mapping.selection import Candidate, choose, cross_validate
 from sarfuse.mapping.selftrain import SelfTrainConfig, self_train
-from sarfuse.mapping.splits import Split, few_label_split, save_split
+from sarfuse.mapping.spatial import BlockSpec, PatchBox, SplitMode, draw_split
+from sarfuse.mapping.splits import PatchKey, Split, load_split, save_split
 from sarfuse.mapping.supervised import SupervisedConfig, supervised_features
 from sarfuse.modelcard import probe_card, write_model_card
 
@@ -70,7 +72,15 @@ class ProbeConfig:
     self_training: SelfTrainConfig = field(default_factory=SelfTrainConfig)
     pool_pixels: int = 200_000  # unlabelled candidate pixels drawn for self-training
     supervised_steps: int = SupervisedConfig.steps  # Adam steps of the supervised baseline
+    # random: evaluation patches anywhere else; blocks: in other blocks of the scene, a buffer
+    # away from the training blocks (see mapping/spatial.py)
+    split_mode: SplitMode = "random"
+    block_size: int | None = None  # blocks: block side in pixels (None = 4 patches)
+    buffer: int | None = None  # blocks: gap in pixels kept free around them (None = 1 patch)
+    split_file: str | None = None  # reuse this saved split.json (matched by file and window)
     device: str = "cpu"
+    # added to S2 values of files that do not state their offset (bare GeoTIFFs); None = 0
+    s2_offset: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -102,6 +112,42 @@ def patch_labels(patches: PatchDataset, progress: bool = True) -> list:
         patches[i]["label"].numpy()
         for i in tqdm(range(len(patches)), desc="labels", disable=not progress, leave=False)
     ]
+
+
+def patch_boxes(patches: PatchDataset) -> list[PatchBox]:
+    """(scene, row, col, height, width) of every patch, for spatial splits."""
+    return [
+        (i, int(w.row_off), int(w.col_off), int(w.height), int(w.width)) for i, w in patches.patches
+    ]
+
+
+def patch_keys(patches: PatchDataset) -> list[PatchKey]:
+    """(file, window) of every patch; the file relative to the data's root where it lies inside."""
+    root = Path(patches.source.root).resolve()
+    names = []
+    for sample in patches.source.samples:
+        file = str(first_file(sample))
+        local = Path(file).resolve() if not is_gdal_url(file) else None
+        inside = local is not None and local.is_relative_to(root)
+        names.append(local.relative_to(root).as_posix() if inside else file)
+    return [(names[s], (r, c, h, w)) for s, r, c, h, w in patch_boxes(patches)]
+
+
+def block_spec(cfg: ProbeConfig) -> BlockSpec:
+    """The blocks of ``cfg``: 4 patches a side and a one-patch buffer unless set."""
+    block = cfg.block_size if cfg.block_size is not None else 4 * cfg.patch_size
+    return BlockSpec(block, cfg.buffer if cfg.buffer is not None else cfg.patch_size)
+
+
+def split_info(cfg: ProbeConfig) -> dict:
+    """How a split was drawn, saved beside it."""
+    spec = block_spec(cfg)
+    info = {"mode": cfg.split_mode, "seed": cfg.seed, "patch_size": cfg.patch_size}
+    if cfg.split_file:
+        info["reused_from"] = str(cfg.split_file)
+    elif cfg.split_mode == "blocks":
+        info.update(block_size=spec.block, buffer=spec.buffer)
+    return info
 
 
 def evaluate(
@@ -277,10 +323,16 @@ def run_probe(
         features = PatchFeatures(open_patches(source, contract, cfg), maker)
     patches = features.patches
     k = len(scheme.classes)
+    keys = patch_keys(patches)
+    if split is None and cfg.split_file:
+        split = load_split(cfg.split_file, keys)
     if split is None:
         labels = labels if labels is not None else patch_labels(patches, progress)
-        split = few_label_split(labels, cfg.labels, cfg.seed, n_eval=cfg.n_eval, num_classes=k)
-    save_split(out / "split.json", split)
+        split = draw_split(
+            labels, patch_boxes(patches), cfg.labels, cfg.seed, cfg.split_mode,
+            block_spec(cfg), cfg.n_eval, k,
+        )  # fmt: skip
+    save_split(out / "split.json", split, keys, split_info(cfg))
     if cfg.features in TRAINED_ON_SPLIT:  # a network trained on the split's labelled patches only
         net_cfg = SupervisedConfig(steps=cfg.supervised_steps)
         features = supervised_features(

@@ -59,6 +59,8 @@ class PretrainConfig:
     # information as the raw-band baselines; the paper's four 10 m bands are B2, B3, B4, B8
     s2_bands: tuple[str, ...] = ("all",)
     stats: str | None = None  # JSON from `sarfuse stats`; None = the paper's DFC2020 statistics
+    # added to S2 values of files that do not state their offset (bare GeoTIFFs); None = 0
+    s2_offset: float | None = None
     seed: int = 0  # seeds torch, numpy and python
     device: Device = "auto"  # cuda when present
     workers: int = 0  # DataLoader worker processes

@@ -17,6 +17,7 @@ from sarfuse.data.bands import network_s2_bands
 from sarfuse.data.dataset import PatchDataset
 from sarfuse.data.demo import demo_data
 from sarfuse.data.layouts import DataSource, discover
+from sarfuse.data.products import with_s2_offset
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import load_tensors
 from sarfuse.models.fusion import resolve_fusion
@@ -40,9 +41,16 @@ class PretrainResult:
     config: PretrainConfig  # as trained: its fusion is resolved, never "auto"
 
 
-def resolve_source(data: str | Path | list | None, classes: str | Path | None = None) -> DataSource:
-    """The data a command works on: ``data`` if given, else the embedded demo data."""
-    return discover(data if data else demo_data(), classes=classes)
+def resolve_source(
+    data: str | Path | list | None,
+    classes: str | Path | None = None,
+    s2_offset: float | None = None,
+) -> DataSource:
+    """The data a command works on: ``data`` if given, else the embedded demo data.
+
+    ``s2_offset`` is the S2 offset of files that do not state one (``--s2-offset``).
+    """
+    return with_s2_offset(discover(data if data else demo_data(), classes=classes), s2_offset)
 
 
 def accelerator(device: str) -> str:
@@ -89,7 +97,7 @@ def pretrain(
     if resume and not ckpt.exists():
         raise SarfuseError(ckpt, "nothing to resume: no checkpoint in this run folder")
     saved = _resume_point(ckpt) if resume else None
-    source = resolve_source(data, classes)
+    source = resolve_source(data, classes, config.s2_offset)
     sensors = source.sensors
     config = _resolved(config, sensors)
     check_combination(config.fusion, config.method)
