@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from sarfuse import __version__
-from sarfuse.errors import SarfuseError
+from sarfuse.errors import Interrupted, SarfuseError, SarfuseWarning
 
 app = typer.Typer(
     help="Self-supervised SAR-optical (Sentinel-1/-2) fusion and few-label land-cover mapping.",
@@ -24,6 +25,7 @@ app = typer.Typer(
 # no markup on stdout, so that paths such as "runs/[v2]/map.tif" print as they are
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True, markup=False)
+_python_showwarning = warnings.showwarning
 
 DataArg = Annotated[
     list[Path] | None,
@@ -67,30 +69,65 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
+_DEBUG = {"on": False}  # --debug: let exceptions through with their traceback
+
+
 def friendly(fn):
-    """Turn library errors into one red line and exit code 2 (130 for an interruption)."""
+    """Turn library errors into one red line and exit code 2 (130 for an interruption).
+
+    Nothing prints a traceback without ``--debug``: an unexpected exception is one line too.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except SarfuseError as exc:
-            _close_progress_bars()
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Interrupted as exc:
+            _fail(f"[yellow]interrupted[/]: {escape(str(exc))}", 130)
         except KeyboardInterrupt:
-            _close_progress_bars()
-            console.print("[yellow]interrupted[/]: finished work is kept; rerun to resume")
-            raise typer.Exit(130) from None
+            _fail("[yellow]interrupted[/]: no half-written file is left; rerun to finish", 130)
+        except SarfuseError as exc:
+            _fail(f"[bold red]error:[/] {escape(str(exc))}", 2)
+        except OSError as exc:  # a file system refusal the library did not name itself
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", 2)
+        except Exception as exc:
+            if _DEBUG["on"]:
+                raise
+            text = " ".join(str(exc).split())[:300]
+            _fail(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {escape(text)} "
+                "(rerun with --debug for the traceback)",
+                1,
+            )
 
     return wrapper
 
 
+def _fail(message: str, code: int):
+    """Print one line (the traceback too with ``--debug``) and exit with ``code``."""
+    _close_progress_bars()
+    if _DEBUG["on"]:
+        console.print_exception()
+    console.print(message, highlight=False)
+    raise typer.Exit(code) from None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A :class:`SarfuseWarning` is one yellow line; others keep Python's format."""
+    if issubclass(category, SarfuseWarning):
+        _close_progress_bars()
+        console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
 def _quiet_libraries() -> None:
     """Keep the terminal for sarfuse's own progress: no library warnings of no use to a user."""
-    import warnings
-
     warnings.filterwarnings("ignore", message=".*weights_only.*")
+    warnings.showwarning = _show_warning
 
 
 def _version(value: bool) -> None:
@@ -104,8 +141,12 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an error.")
+    ] = False,
 ) -> None:
     """Self-supervised SAR-optical fusion and land-cover mapping (Chen & Bruzzone, TGRS 2022)."""
+    _DEBUG["on"] = debug
     _quiet_libraries()
 
 
@@ -142,7 +183,7 @@ def stats(
     from sarfuse.data.normalise import compute_stats, save_stats
     from sarfuse.ssl.train import resolve_source
 
-    source = resolve_source(_data(data))
+    source = resolve_source(_data(data), labels=False)
     bands = tuple(_csv_words(s2_bands)) or source.s2_bands()
     result = compute_stats(source, s2_bands=bands or ("B2",))
     save_stats(result, out_file)
@@ -166,7 +207,7 @@ def superpixels(
     from sarfuse.ssl.train import patch_dataset, resolve_source
     from sarfuse.superpixels import SuperpixelParams, compute_all
 
-    source = resolve_source(_data(data))
+    source = resolve_source(_data(data), labels=False)
     cfg = PretrainConfig()
     params = SuperpixelParams(scale=scale, sigma=sigma, min_size=min_size)
     contract = make_contract(
@@ -318,6 +359,7 @@ def probe(
     """Train a linear (or random-forest) classifier on few labelled patches and evaluate it."""
     from typing import get_args
 
+    from sarfuse.lock import output_lock
     from sarfuse.mapping.features import NEEDS_CHECKPOINT, FeatureKind
     from sarfuse.mapping.metrics import format_table
     from sarfuse.mapping.workflow import ProbeConfig, run_probe
@@ -346,7 +388,9 @@ def probe(
     )
     if supervised_steps is not None:
         cfg.supervised_steps = supervised_steps
-    result = run_probe(resolve_source(_data(data), classes), out_dir, cfg, checkpoint)
+    source = resolve_source(_data(data), classes)
+    with output_lock(out_dir):
+        result = run_probe(source, out_dir, cfg, checkpoint)
     out.print(format_table(result))
     out.print(f"metrics: {out_dir / 'metrics.json'}\nconfusion matrix: {out_dir / 'confusion.png'}")
 
@@ -399,6 +443,7 @@ def experiment(
     s2_bands: S2BandsOpt = "all",
     patch_size: Annotated[int, typer.Option(help="Patch side for the probe.")] = 64,
     n_eval: Annotated[int | None, typer.Option(help="Fixed evaluation patches.")] = None,
+    classes: ClassesOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """The paper's experiment: mIoU against labelled patches for each fusion and method."""
@@ -420,6 +465,7 @@ def experiment(
         ProbeConfig(patch_size=patch_size, device=torch_device(device)),
         n_eval=n_eval,
         console=console,
+        classes=classes,
     )
     out.print(
         f"results: {out_dir / 'results.csv'}\nsummary: {out_dir / 'summary.md'}\n"
