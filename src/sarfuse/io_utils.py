@@ -26,6 +26,9 @@ def write_error(path: str | Path, err: OSError) -> Exception:
     from sarfuse.errors import SarfuseError
 
     text = str(err).strip()
+    cause = err.__cause__ or err.__context__
+    if "previous exception" in text and cause is not None and str(cause).strip():
+        text = str(cause).strip()  # GDAL's "Write failed. See previous exception": say why
     reason = err.strerror or (text.splitlines()[0] if text else type(err).__name__)
     return SarfuseError(path, f"cannot write: {reason}")
 

@@ -68,7 +68,11 @@ def validate_source(source: DataSource, labels: bool, progress: bool = True) -> 
                 raise
             raise SarfuseError(err.path, f"{err.problem} (listed in {sample.origin})") from None
     if usable == 0 and any(s in roles for s in SENSORS):
-        raise SarfuseError(source.root, "no sample has a single valid pixel (all NaN/nodata)")
+        only = len(source.samples) == 1
+        raise SarfuseError(
+            _name(source.samples[0], roles[0]) if only else source.root,
+            f"{'no' if only else 'no sample has a'} valid pixel (all NaN/nodata or all zero)",
+        )
     _warn_without_crs(source.samples[0], roles)
     return source
 
@@ -122,11 +126,14 @@ def _check_values(
             if not _file_has_data(str(path), role, stamp.st_size, stamp.st_mtime_ns):
                 usable = False
     if not usable:
-        warn(
-            sample.get(roles[0]) if not isinstance(sample.get(roles[0]), dict) else sample.name,
-            "no valid pixel (all NaN/nodata or all zero); its patches are skipped",
-        )
+        warn(_name(sample, roles[0]), "no valid pixel (all NaN/nodata or all zero); skipped")
     return usable
+
+
+def _name(sample: Sample, role: str) -> str:
+    """A sample's file of ``role`` for messages (its name for a band-per-file source)."""
+    value = sample.get(role)
+    return sample.name if isinstance(value, dict) else str(value)
 
 
 def _sample_windows(src, windows: list[Window], indexes: list[int]) -> np.ndarray:
@@ -170,7 +177,5 @@ def _check_labels(path: Path, scheme: ClassScheme | None, grid: RasterInfo) -> N
 
 
 def _warn_without_crs(sample: Sample, roles: list[str]) -> None:
-    first = sample.get(roles[0])
-    if raster_info(first).crs is None:
-        name = first if not isinstance(first, dict) else sample.name
-        warn(name, "has no CRS: outputs will not be georeferenced")
+    if raster_info(sample.get(roles[0])).crs is None:
+        warn(_name(sample, roles[0]), "has no CRS: outputs will not be georeferenced")
