@@ -269,6 +269,9 @@ def pretrain(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+    ckpt_every: Annotated[
+        int | None, typer.Option(help="Checkpoint every N steps (a kill loses at most N).")
+    ] = None,
 ) -> None:
     """Self-supervised pretraining of a fusion network (no labels needed)."""
     from sarfuse.ssl.config import PretrainConfig
@@ -305,6 +308,8 @@ def pretrain(
             cfg.projection = projection
     if steps is not None:
         cfg.steps = steps
+    if ckpt_every is not None:
+        cfg.ckpt_every = ckpt_every
     result = run(_data(data), out_dir, cfg, resume=resume)
     chosen = " (fusion auto: chosen from the data's sensors)" if cfg.fusion == "auto" else ""
     out.print(

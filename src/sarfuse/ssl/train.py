@@ -110,6 +110,7 @@ def check_settings(config: PretrainConfig) -> None:
         "--width": config.width,
         "--feat-dim": config.feat_dim,
         "--epochs": config.epochs,
+        "--ckpt-every": config.ckpt_every,
     }
     if config.steps is not None:
         sizes["--steps"] = config.steps
