@@ -252,8 +252,8 @@ def _crop(path: Path, out: Path, size: int) -> Path:
 
 
 def test_pretrain_of_a_tiny_scene_is_refused(scene: Path, tmp_path: Path) -> None:
-    rows = [{"s1": _crop(scene / "scene_s1.tif", tmp_path / "s1.tif", 10),
-             "s2": _crop(scene / "scene_s2.tif", tmp_path / "s2.tif", 10), "label": ""}]  # fmt: skip
+    s1 = _crop(scene / "scene_s1.tif", tmp_path / "s1.tif", 10)
+    rows = [{"s1": s1, "s2": _crop(scene / "scene_s2.tif", tmp_path / "s2.tif", 10), "label": ""}]
     index = _write_csv(tmp_path / "s.csv", rows)
     line = one_line(invoke("pretrain", index, "--out", tmp_path / "run", "--steps", 1))
     assert "smaller than a training view" in line and "10x10" in line
