@@ -10,6 +10,7 @@ import re
 import stat
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -408,3 +409,15 @@ def test_map_rerun_with_another_probe_starts_over(
     assert result["resumed_at_row"] == 0
     with rasterio.open(out) as a, rasterio.open(reference) as b:
         assert (a.read() == b.read()).all()
+
+
+def test_an_s2_stack_in_reversed_band_order_warns(scene: Path, tmp_path: Path) -> None:
+    with rasterio.open(scene / "scene_s2.tif") as src:
+        data, profile = src.read(), src.profile
+    with rasterio.open(tmp_path / "s2.tif", "w", **profile) as dst:  # no band descriptions
+        dst.write(data[::-1])
+    with pytest.warns(SarfuseWarning, match="darkest, not the cirrus band B10"):
+        validate_source(discover(tmp_path / "s2.tif"), labels=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SarfuseWarning)  # the pristine stack: no warning
+        validate_source(discover(scene / "scene_s2.tif"), labels=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -116,18 +117,31 @@ def _fail(message: str, code: int):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A :class:`SarfuseWarning` is one yellow line; others keep Python's format."""
-    if issubclass(category, SarfuseWarning):
-        _close_progress_bars()
-        console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
-    else:
+    """Every warning is one yellow line (a library's names its category); with ``--debug``
+    others keep Python's format, with the source line."""
+    if _DEBUG["on"] and not issubclass(category, SarfuseWarning):
         _python_showwarning(message, category, filename, lineno, file, line)
+        return
+    _close_progress_bars()
+    kind = "" if issubclass(category, SarfuseWarning) else f"{category.__name__}: "
+    text = " ".join(str(message).split())
+    console.print(f"[yellow]warning:[/] {escape(kind + text)}", highlight=False)
+
+
+def _quiet_unraisable(report) -> None:
+    """An exception a C library's callback could not raise (say, GDAL logging undecodable bytes
+    of a damaged file) is no concern of the user's; ``--debug`` shows it."""
+    if _DEBUG["on"]:
+        sys.__unraisablehook__(report)
 
 
 def _quiet_libraries() -> None:
     """Keep the terminal for sarfuse's own progress: no library warnings of no use to a user."""
     warnings.filterwarnings("ignore", message=".*weights_only.*")
+    # a file without a CRS or transform is reported once by the data check, in its own words
+    warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     warnings.showwarning = _show_warning
+    sys.unraisablehook = _quiet_unraisable
 
 
 def _version(value: bool) -> None:

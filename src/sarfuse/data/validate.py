@@ -125,6 +125,10 @@ def _check_values(
             stamp = path.stat()
             if not _file_has_data(str(path), role, stamp.st_size, stamp.st_mtime_ns):
                 usable = False
+            elif role == "s2" and not isinstance(sample.s2, dict):
+                hint = _band_order_hint(str(path), stamp.st_size, stamp.st_mtime_ns)
+                if hint:
+                    warn(path, hint)
     if not usable:
         warn(_name(sample, roles[0]), "no valid pixel (all NaN/nodata or all zero); skipped")
     return usable
@@ -166,6 +170,31 @@ def _file_has_data(path: str, role: str, _size: int, _mtime: int) -> bool:
         shape = (len(indexes), max(1, src.height // scale), max(1, src.width // scale))
         whole = src.read(indexes, out_shape=shape, out_dtype="float64")
     return bool(_valid_pixels(whole.reshape(len(indexes), -1), src.nodata, role).any())
+
+
+@lru_cache(maxsize=4096)
+def _band_order_hint(path: str, _size: int, _mtime: int) -> str | None:
+    """A hint when an S2 stack's bands seem out of order (reversed, say): the cirrus band B10
+    is by far the darkest band of a scene (median ~10-20 against hundreds or more)."""
+    names = s2_band_names(path)
+    if "B10" not in names or len(names) < 10:
+        return None
+    with _open(path) as src:
+        values = _sample_windows(
+            src, _probe_windows(src.height, src.width), list(range(1, len(names) + 1))
+        )
+        values = values[:, _valid_pixels(values, src.nodata, "s2")]
+    if values.shape[1] == 0:
+        return None
+    medians = np.median(values, axis=1)
+    darkest = int(np.argmin(medians))
+    if names[darkest] == "B10":
+        return None
+    return (
+        f"band {darkest + 1} (taken as {names[darkest]}) is the darkest, not the cirrus band "
+        f"B10 (band {names.index('B10') + 1}): are the bands in the order B1..B12? Name them in "
+        "the file's band descriptions if not"
+    )
 
 
 def _check_labels(path: Path, scheme: ClassScheme | None, grid: RasterInfo) -> None:

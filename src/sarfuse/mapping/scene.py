@@ -115,7 +115,7 @@ def _interrupted(out: Path) -> Interrupted:
     )
 
 
-def _job_key(probe_path: Path, ckpt, sample: Sample) -> dict:
+def _job_key(probe_path: Path, ckpt: str | Path | None, sample: Sample) -> dict:
     """What a map depends on besides its grid: a rerun with other inputs, another probe or
     another checkpoint must start over, never splice its rows onto an earlier job's."""
     inputs = {}
@@ -131,15 +131,25 @@ def _job_key(probe_path: Path, ckpt, sample: Sample) -> dict:
     }
 
 
-def _ckpt_file(ckpt) -> Path:
+def _ckpt_file(ckpt: str | Path) -> Path:
     path = Path(ckpt)
     return path / "last.ckpt" if path.is_dir() else path
 
 
 def _map_files(
-    probe_dir, out: Path, s1, s2, checkpoint, tile, overlap, probabilities, device, progress,
-    quicklook, label,
-) -> dict:  # fmt: skip
+    probe_dir: str | Path,
+    out: Path,
+    s1: str | Path | None,
+    s2: str | Path | None,
+    checkpoint: str | Path | None,
+    tile: int,
+    overlap: int,
+    probabilities: bool,
+    device: str,
+    progress: bool,
+    quicklook: bool,
+    label: str | Path | None,
+) -> dict:
     """:func:`map_files` once ``out`` is locked."""
     clf, meta, maker = load_mapper(probe_dir, checkpoint, device)
     contract = meta["contract"]
