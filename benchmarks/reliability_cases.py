@@ -138,6 +138,30 @@ class Runner:
         return self.record(case, args, self.run(args, **kw), lost())
 
 
+def wait_for(proc: subprocess.Popen, ready: Callable[[], bool]) -> subprocess.Popen:
+    """Return once ``ready()`` holds or ``proc`` has ended."""
+    while not ready() and proc.poll() is None:
+        time.sleep(0.005)
+    return proc
+
+
+def stop_when(proc: subprocess.Popen, ready: Callable[[], bool], sig: int, delay: float = 0.0):
+    """Send ``sig`` to ``proc`` once ``ready()`` holds (and ``delay`` seconds later)."""
+    wait_for(proc, ready)
+    time.sleep(delay)
+    proc.send_signal(sig)
+    return proc
+
+
+def big_map(p: dict[str, Path], probe: str = "probe-raw") -> list:
+    """The arguments of mapping the 512 x 512 scene in 64-pixel tiles (64 tiles, 8 bands)."""
+    return ["--probe", p[probe], "--s1", p["bs1"], "--s2", p["bs2"], "--tile", 64, "--overlap", 8]
+
+
+def bands(partial: Path) -> int:
+    return len(list(partial.glob("band_*.npz")))
+
+
 def logged_steps(run_dir: Path) -> int:
     path = run_dir / "loss.csv"
     rows = path.read_text().splitlines()[1:] if path.exists() else []
@@ -549,7 +573,7 @@ def output_cases(r: Runner, p: dict[str, Path]) -> None:
     ro = w / "readonly"
     ro.mkdir()
     ro.chmod(0o555)
-    user = "nobody" if os.geteuid() == 0 and shutil.which("setpriv") else None
+    user = "65534" if os.geteuid() == 0 and shutil.which("setpriv") else None  # nobody
     for cmd in (
         ["stats", p["scene"], "--out", ro / "s.json"],
         ["pretrain", p["scene"], "--out", ro / "run", "--steps", 2, *TINY],
@@ -680,49 +704,25 @@ def _ckpt_ok(run: Path, before: bytes) -> bool:
 
 
 def concurrency_cases(r: Runner, p: dict[str, Path]) -> None:
+    """A second run on a busy output, then Ctrl-C of the first, for pretraining and mapping."""
     w = r.work
-    args = ["pretrain", p["scene"], "--out", w / "conc", "--steps", 400, *TINY]
-    first = r.start(args)
-    while logged_steps(w / "conc") < 1 and first.poll() is None:
-        time.sleep(0.05)
-    r.case("second pretrain on the same --out", args)
-    first.send_signal(signal.SIGINT)
-    _, err = first.communicate()
-    r.record(
-        "Ctrl-C during pretraining",
-        args,
-        Run(first.returncode, err, 0),
-        f"no (checkpoint at step {ckpt_step(w / 'conc')})",
-    )
-    margs = [
-        "map",
-        "--probe",
-        p["probe-raw"],
-        "--s1",
-        p["bs1"],
-        "--s2",
-        p["bs2"],
-        "--tile",
-        64,
-        "--overlap",
-        8,
-        "--out",
-        w / "conc.tif",
-    ]
-    first = r.start(margs)
-    while not list(w.glob("conc.tif.partial/band_*.npz")) and first.poll() is None:
-        time.sleep(0.01)
-    r.case("second map on the same --out", margs)
-    first.send_signal(signal.SIGINT)
-    _, err = first.communicate()
-    r.record(
-        "Ctrl-C during mapping",
-        margs,
-        Run(first.returncode, err, 0),
-        "no (finished bands kept)" if list(w.glob("conc.tif.partial/band_*")) else "?",
-    )
-    run = r.case("rerun after Ctrl-C (resumes)", margs)
-    r.cases[-1].lost = "no" if run.code == 0 else "?"
+    jobs = [
+        ("pretrain", ["pretrain", p["scene"], "--out", w / "conc", "--steps", 400, *TINY],
+         lambda: logged_steps(w / "conc") > 0,
+         lambda: f"no (checkpoint at step {ckpt_step(w / 'conc')})"),
+        ("map", ["map", *big_map(p), "--out", w / "conc.tif"],
+         lambda: bands(w / "conc.tif.partial") > 0,
+         lambda: f"no ({bands(w / 'conc.tif.partial')} finished bands kept)"),
+    ]  # fmt: skip
+    for name, args, ready, kept in jobs:
+        first = wait_for(r.start(args), ready)
+        r.case(f"second {name} on the same --out", args)
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate()
+        r.record(f"Ctrl-C during {name}", args, Run(first.returncode, err, 0), kept())
+        more = ["--resume", "--steps", ckpt_step(w / "conc") + 4] if name == "pretrain" else []
+        run = r.case(f"{name} rerun after Ctrl-C (resumes)", [*args, *more])
+        r.cases[-1].lost = "no" if run.code == 0 else "?"
 
 
 def kill_cases(r: Runner, p: dict[str, Path], kills: int) -> None:
@@ -735,10 +735,9 @@ def kill_cases(r: Runner, p: dict[str, Path], kills: int) -> None:
         resume = ["--resume"] if (run / "last.ckpt").exists() else []
         resumes += bool(resume)
         proc = r.start(["pretrain", p["scene"], "--out", run, *args, *resume])
-        while logged_steps(run) < target and proc.poll() is None:
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0, 0.05))
-        proc.send_signal(signal.SIGKILL)
+        stop_when(
+            proc, lambda t=target: logged_steps(run) >= t, signal.SIGKILL, rng.uniform(0, 0.05)
+        )
         proc.wait()
         lost_max = max(lost_max, logged_steps(run) - ckpt_step(run))
     final = r.case(
@@ -753,10 +752,7 @@ def kill_cases(r: Runner, p: dict[str, Path], kills: int) -> None:
     map_kills(r, p, rng)
     stale = w / "stale"
     proc = r.start(["pretrain", p["scene"], "--out", stale, "--steps", 400, *TINY])
-    while logged_steps(stale) < 1 and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    stop_when(proc, lambda: logged_steps(stale) > 0, signal.SIGKILL).wait()
     r.case(
         "rerun after a SIGKILL left a stale lock",
         ["pretrain", p["scene"], "--out", stale, "--resume", "--steps", 6, *TINY],
@@ -765,26 +761,12 @@ def kill_cases(r: Runner, p: dict[str, Path], kills: int) -> None:
 
 def map_kills(r: Runner, p: dict[str, Path], rng: random.Random) -> None:
     w = r.work
-    margs = [
-        "--probe",
-        p["probe-raw"],
-        "--s1",
-        p["bs1"],
-        "--s2",
-        p["bs2"],
-        "--tile",
-        64,
-        "--overlap",
-        8,
-    ]
+    margs = big_map(p)
     r.run(["map", *margs, "--out", w / "mref.tif"])
     out, partial, kills = w / "mkill.tif", w / "mkill.tif.partial", 0
     for target in (2, 5):
         proc = r.start(["map", *margs, "--out", out])
-        while len(list(partial.glob("band_*.npz"))) < target and proc.poll() is None:
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0, 0.05))
-        proc.send_signal(signal.SIGKILL)
+        stop_when(proc, lambda t=target: bands(partial) >= t, signal.SIGKILL, rng.uniform(0, 0.05))
         kills += proc.wait() == -signal.SIGKILL
     half = out.exists()
     run = r.case(f"map SIGKILLed {kills}x mid-scene, rerun", ["map", *margs, "--out", out])
@@ -797,17 +779,12 @@ def map_kills(r: Runner, p: dict[str, Path], rng: random.Random) -> None:
 
 def another_probe_case(r: Runner, p: dict[str, Path]) -> None:
     w = r.work
-    margs = ["--s1", p["bs1"], "--s2", p["bs2"], "--tile", 64, "--overlap", 8]
-    r.run(["map", "--probe", p["probe-raw2"], *margs, "--out", w / "ref2.tif"])
+    r.run(["map", *big_map(p, "probe-raw2"), "--out", w / "ref2.tif"])
     out = w / "splice.tif"
-    proc = r.start(["map", "--probe", p["probe-raw"], *margs, "--out", out])
-    while len(list(w.glob("splice.tif.partial/band_*.npz"))) < 3 and proc.poll() is None:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = r.start(["map", *big_map(p), "--out", out])
+    stop_when(proc, lambda: bands(w / "splice.tif.partial") >= 3, signal.SIGKILL).wait()
     run = r.case(
-        "map killed, rerun with another probe",
-        ["map", "--probe", p["probe-raw2"], *margs, "--out", out],
+        "map killed, rerun with another probe", ["map", *big_map(p, "probe-raw2"), "--out", out]
     )
     same = run.code == 0 and same_map(out, w / "ref2.tif")
     r.cases[-1].lost = "no (restarted: map == the other probe's own)" if same else "spliced!"

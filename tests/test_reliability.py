@@ -421,3 +421,18 @@ def test_an_s2_stack_in_reversed_band_order_warns(scene: Path, tmp_path: Path) -
     with warnings.catch_warnings():
         warnings.simplefilter("error", SarfuseWarning)  # the pristine stack: no warning
         validate_source(discover(scene / "scene_s2.tif"), labels=False)
+
+
+def test_no_labelled_patch_names_the_label_file(scene: Path, tmp_path: Path) -> None:
+    label = tmp_path / "lab.tif"
+    with rasterio.open(scene / "scene_label.tif") as src:
+        profile = src.profile
+    with rasterio.open(label, "w", **profile) as dst:
+        dst.write(np.full((1, 128, 128), 255, profile["dtype"]))  # all ignored
+    rows = [{"s1": scene / "scene_s1.tif", "s2": scene / "scene_s2.tif", "label": label}]
+    result = invoke("probe", _write_csv(tmp_path / "s.csv", rows), "--features", "raw",
+                    "--out", tmp_path / "p")  # fmt: skip
+    assert (
+        one_line(result)
+        == f"error: {label}: no patch has a labelled pixel (every label is nodata or ignored)"
+    )

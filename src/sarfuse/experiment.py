@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from sarfuse.data.validate import labels_name
 from sarfuse.errors import SarfuseError, naming
 from sarfuse.io_utils import atomic_write_csv, atomic_write_text
 from sarfuse.mapping.features import PatchFeatures, feature_setup
@@ -91,7 +92,7 @@ def run_experiment(
                 patches = open_patches(source, contract, probe_config)
                 feats = PatchFeatures(patches, maker, cache=True)
             for n in labels:
-                with naming(source.root):
+                with naming(labels_name(source)):
                     split = few_label_split(label_patches, n, seed, n_eval=n_eval, num_classes=k)
                 cfg = replace(probe_config, labels=n, seed=seed, features=kind)
                 if cfg.classifier == "auto":  # rows compare features: one classifier for all

@@ -36,6 +36,14 @@ MAX_VALUE_CHECKS = 256  # files whose values are sampled; structure is checked f
 _DECIMATED = 512  # side of the whole-file read used when the sample windows are all invalid
 
 
+def labels_name(source: DataSource) -> str:
+    """What to name in a message about the labels: the label file of a single sample, else the
+    dataset's folder."""
+    if len(source.samples) == 1 and source.samples[0].label is not None:
+        return str(source.samples[0].label)
+    return str(source.root)
+
+
 def without_labels(source: DataSource) -> DataSource:
     """``source`` with its labels dropped: pretraining and statistics never read them."""
     samples = [replace(s, label=None) for s in source.samples]

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from sarfuse.data.dataset import PatchDataset
 from sarfuse.data.normalise import Normaliser
 from sarfuse.data.schemes import IGNORE_INDEX
+from sarfuse.data.validate import labels_name
 from sarfuse.errors import SarfuseError, naming
 from sarfuse.io_utils import atomic_write_text
 from sarfuse.mapping.features import (
@@ -278,7 +279,7 @@ def run_probe(
     k = len(scheme.classes)
     if split is None:
         labels = labels if labels is not None else patch_labels(patches, progress)
-        with naming(source.root):
+        with naming(labels_name(source)):
             split = few_label_split(labels, cfg.labels, cfg.seed, n_eval=cfg.n_eval, num_classes=k)
     save_split(out / "split.json", split)
     if cfg.features in TRAINED_ON_SPLIT:  # a network trained on the split's labelled patches only
