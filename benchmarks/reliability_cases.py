@@ -132,6 +132,8 @@ class Runner:
             )
         )
         print(f"{case}: exit {run.code}, {len(lines)} line(s): {message[:120]}", flush=True)
+        if len(lines) > 1:
+            print("    " + "\n    ".join(lines), flush=True)
         return run
 
     def case(self, case: str, args: list, lost: Callable[[], str] = lambda: "no", **kw) -> Run:
@@ -715,9 +717,10 @@ def concurrency_cases(r: Runner, p: dict[str, Path]) -> None:
          lambda: f"no ({bands(w / 'conc.tif.partial')} finished bands kept)"),
     ]  # fmt: skip
     for name, args, ready, kept in jobs:
-        first = wait_for(r.start(args), ready)
+        first = stop_when(r.start(args), ready, signal.SIGSTOP)  # paused: still running, locked
         r.case(f"second {name} on the same --out", args)
-        first.send_signal(signal.SIGINT)
+        first.send_signal(signal.SIGINT)  # delivered when it continues
+        first.send_signal(signal.SIGCONT)
         _, err = first.communicate()
         r.record(f"Ctrl-C during {name}", args, Run(first.returncode, err, 0), kept())
         more = ["--resume", "--steps", ckpt_step(w / "conc") + 4] if name == "pretrain" else []
@@ -751,8 +754,10 @@ def kill_cases(r: Runner, p: dict[str, Path], kills: int) -> None:
     )
     map_kills(r, p, rng)
     stale = w / "stale"
-    proc = r.start(["pretrain", p["scene"], "--out", stale, "--steps", 400, *TINY])
-    stop_when(proc, lambda: logged_steps(stale) > 0, signal.SIGKILL).wait()
+    proc = r.start(
+        ["pretrain", p["scene"], "--out", stale, "--steps", 400, "--ckpt-every", 1, *TINY]
+    )
+    stop_when(proc, lambda: (stale / "last.ckpt").exists(), signal.SIGKILL).wait()
     r.case(
         "rerun after a SIGKILL left a stale lock",
         ["pretrain", p["scene"], "--out", stale, "--resume", "--steps", 6, *TINY],

@@ -33,6 +33,20 @@ def write_error(path: str | Path, err: OSError) -> Exception:
     return SarfuseError(path, f"cannot write: {reason}")
 
 
+def make_parent(path: str | Path) -> None:
+    """Create the folder ``path`` goes into (and its parents), or say in one line why not."""
+    from sarfuse.errors import SarfuseError
+
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [parent, *parent.parents] if p.exists()), parent)
+        raise SarfuseError(path, f"cannot write: {blocker} is a file, not a folder") from None
+    except OSError as err:
+        raise write_error(path, err) from None
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; it replaces ``path`` only if the block succeeds.
@@ -42,8 +56,8 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     :class:`SarfuseError` naming ``path``, and whatever ``path`` held before is kept.
     """
     path = Path(path)
+    make_parent(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
             dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix
         )

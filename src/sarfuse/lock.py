@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sarfuse.errors import SarfuseError
-from sarfuse.io_utils import write_error
+from sarfuse.io_utils import make_parent, write_error
 
 LOCK_NAME = ".sarfuse.lock"
 
@@ -74,9 +74,9 @@ def output_lock(output: str | Path, folder: bool = True) -> Iterator[Path]:
     path = lock_path(output, folder)
     created = not path.parent.exists()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise write_error(path.parent, err) from None
+        make_parent(path)
+    except SarfuseError as err:  # name the output the user gave, not the lock inside it
+        raise SarfuseError(output, err.problem) from None
     for _ in range(3):  # a stale lock is removed, then created again (another run may race us)
         if _try_create(path):
             break

@@ -36,7 +36,7 @@ MAX_VALUE_CHECKS = 256  # files whose values are sampled; structure is checked f
 _DECIMATED = 512  # side of the whole-file read used when the sample windows are all invalid
 
 
-def labels_name(source: DataSource) -> str:
+def labelssample_file(source: DataSource) -> str:
     """What to name in a message about the labels: the label file of a single sample, else the
     dataset's folder."""
     if len(source.samples) == 1 and source.samples[0].label is not None:
@@ -78,7 +78,7 @@ def validate_source(source: DataSource, labels: bool, progress: bool = True) -> 
     if usable == 0 and any(s in roles for s in SENSORS):
         only = len(source.samples) == 1
         raise SarfuseError(
-            _name(source.samples[0], roles[0]) if only else source.root,
+            sample_file(source.samples[0], roles[0]) if only else source.root,
             f"{'no' if only else 'no sample has a'} valid pixel (all NaN/nodata or all zero)",
         )
     _warn_without_crs(source.samples[0], roles)
@@ -138,11 +138,11 @@ def _check_values(
                 if hint:
                     warn(path, hint)
     if not usable:
-        warn(_name(sample, roles[0]), "no valid pixel (all NaN/nodata or all zero); skipped")
+        warn(sample_file(sample, roles[0]), "no valid pixel (all NaN/nodata or all zero); skipped")
     return usable
 
 
-def _name(sample: Sample, role: str) -> str:
+def sample_file(sample: Sample, role: str) -> str:
     """A sample's file of ``role`` for messages (its name for a band-per-file source)."""
     value = sample.get(role)
     return sample.name if isinstance(value, dict) else str(value)
@@ -215,4 +215,4 @@ def _check_labels(path: Path, scheme: ClassScheme | None, grid: RasterInfo) -> N
 
 def _warn_without_crs(sample: Sample, roles: list[str]) -> None:
     if raster_info(sample.get(roles[0])).crs is None:
-        warn(_name(sample, roles[0]), "has no CRS: outputs will not be georeferenced")
+        warn(sample_file(sample, roles[0]), "has no CRS: outputs will not be georeferenced")

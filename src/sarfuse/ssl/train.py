@@ -126,13 +126,17 @@ def check_settings(config: PretrainConfig) -> None:
 def _check_scene_sizes(patches: PatchDataset, crop: int, root: Path) -> None:
     """Scenes smaller than a training view give views of padding only: a constant loss and no
     superpixel term. Refuse when every scene is that small, warn when some are."""
-    small = [s for s in patches.scene_shapes if min(s) < crop]
+    shapes = patches.scene_shapes
+    small = [i for i, s in enumerate(shapes) if min(s) < crop]
     if not small:
         return
-    h, w = min(small, key=min)
-    if len(small) == len(patches.scene_shapes):
+    h, w = shapes[min(small, key=lambda i: min(shapes[i]))]
+    if len(small) == len(shapes):
+        from sarfuse.data.validate import sample_file
+
+        sample = patches.source.samples[0]
         raise SarfuseError(
-            root,
+            root if len(shapes) > 1 else sample_file(sample, patches.sensors[0]),
             f"every scene is smaller than a training view ({h}x{w} pixels, --crop {crop}): "
             "nothing to learn from; use larger scenes or a smaller --crop",
         )
