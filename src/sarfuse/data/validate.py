@@ -36,7 +36,7 @@ MAX_VALUE_CHECKS = 256  # files whose values are sampled; structure is checked f
 _DECIMATED = 512  # side of the whole-file read used when the sample windows are all invalid
 
 
-def labelssample_file(source: DataSource) -> str:
+def labels_name(source: DataSource) -> str:
     """What to name in a message about the labels: the label file of a single sample, else the
     dataset's folder."""
     if len(source.samples) == 1 and source.samples[0].label is not None:
