@@ -93,6 +93,7 @@ class Runner:
             "PYTHONPATH": str(SRC),
             "SARFUSE_CACHE": str(self.cache),
             "OMP_NUM_THREADS": "1",
+            "MPLCONFIGDIR": str(self.cache),
             "COLUMNS": "200",
         }
 

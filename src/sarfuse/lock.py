@@ -56,13 +56,13 @@ def _stale(owner: dict | None) -> bool:
     return not pid_alive(owner["pid"])
 
 
-def _try_create(path: Path) -> bool:
+def _try_create(path: Path, output: str | Path) -> bool:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
-    except OSError as err:
-        raise write_error(path.parent, err) from None
+    except OSError as err:  # named by the output the user gave, not the lock beside it
+        raise write_error(output, err) from None
     with os.fdopen(fd, "w") as handle:
         json.dump({"pid": os.getpid(), "host": socket.gethostname()}, handle)
     return True
@@ -78,7 +78,7 @@ def output_lock(output: str | Path, folder: bool = True) -> Iterator[Path]:
     except SarfuseError as err:  # name the output the user gave, not the lock inside it
         raise SarfuseError(output, err.problem) from None
     for _ in range(3):  # a stale lock is removed, then created again (another run may race us)
-        if _try_create(path):
+        if _try_create(path, output):
             break
         owner = _owner(path)
         if not _stale(owner):
