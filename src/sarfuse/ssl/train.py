@@ -252,7 +252,11 @@ def _pretrain(
 def _interrupted(run_dir: Path, ckpt: Path, step: int) -> Interrupted:
     """What an interrupted run kept and how to resume it."""
     if not ckpt.exists():
-        return Interrupted(run_dir, f"stopped at step {step}, before the first checkpoint")
+        return Interrupted(
+            run_dir,
+            f"stopped at step {step}, before the first checkpoint (--ckpt-every): nothing to "
+            "resume; rerun the same command to start over",
+        )
     saved = load_tensors(ckpt, "not a readable checkpoint").get("global_step", "?")
     return Interrupted(
         run_dir,
