@@ -71,8 +71,12 @@ def _read(path: Path) -> dict:
     if not path.is_file():
         raise SarfuseError(path, "checkpoint not found")
     ckpt = load_tensors(path, "not a readable checkpoint")
-    if not isinstance(ckpt, dict) or "sarfuse" not in ckpt:
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("sarfuse"), dict):
         raise SarfuseError(path, "not a sarfuse pretraining checkpoint")
+    missing = [k for k in ("model", "sensors") if k not in ckpt["sarfuse"]]
+    missing += [] if isinstance(ckpt.get("state_dict"), dict) else ["state_dict"]
+    if missing:
+        raise SarfuseError(path, f"incomplete sarfuse checkpoint: no {', '.join(missing)}")
     return ckpt
 
 
@@ -80,10 +84,14 @@ def _read(path: Path) -> dict:
 def _load_cached(path: str, mtime_ns: int) -> Pretrained:
     ckpt = _read(Path(path))
     meta = ckpt["sarfuse"]
-    model = build_model(**meta["model"])
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    model.load_state_dict(state)
+    try:
+        model = build_model(**meta["model"])
+        model.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SarfuseError(path, f"weights do not fit the network it describes ({first})") from None
     model.eval()
     return Pretrained(model, meta, path)
 

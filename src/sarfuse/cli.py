@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from sarfuse import __version__
-from sarfuse.errors import SarfuseError
+from sarfuse.errors import Interrupted, SarfuseError, SarfuseWarning
 
 app = typer.Typer(
     help="Self-supervised SAR-optical (Sentinel-1/-2) fusion and few-label land-cover mapping.",
@@ -25,6 +27,7 @@ app = typer.Typer(
 # no markup on stdout, so that paths such as "runs/[v2]/map.tif" print as they are
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True, markup=False)
+_python_showwarning = warnings.showwarning
 
 DataArg = Annotated[
     list[Path] | None,
@@ -99,21 +102,39 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
+_DEBUG = {"on": False}  # --debug: let exceptions through with their traceback
+
+
 def friendly(fn):
-    """Turn library errors into one red line and exit code 2 (130 for an interruption)."""
+    """Turn library errors into one red line and exit code 2 (130 for an interruption).
+
+    Nothing prints a traceback without ``--debug``: an unexpected exception is one line too.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except SarfuseError as exc:
-            _close_progress_bars()
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Interrupted as exc:
+            _fail(f"[yellow]interrupted[/]: {escape(str(exc))}", 130)
         except KeyboardInterrupt:
-            _close_progress_bars()
-            console.print("[yellow]interrupted[/]: finished work is kept; rerun to resume")
-            raise typer.Exit(130) from None
+            _fail("[yellow]interrupted[/]: no half-written file is left; rerun to finish", 130)
+        except SarfuseError as exc:
+            _fail(f"[bold red]error:[/] {escape(str(exc))}", 2)
+        except OSError as exc:  # a file system refusal the library did not name itself
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", 2)
+        except Exception as exc:
+            if _DEBUG["on"]:
+                raise
+            text = " ".join(str(exc).split())[:300]
+            _fail(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {escape(text)} "
+                "(rerun with --debug for the traceback)",
+                1,
+            )
 
     return wrapper
 
@@ -122,8 +143,6 @@ class _ConsoleLog(logging.Handler):
     """Log records as plain lines on stderr (whole paths, never wrapped), above progress bars."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        import sys
-
         from tqdm import tqdm
 
         tqdm.write(self.format(record), file=sys.stderr)
@@ -137,11 +156,41 @@ def _show_sarfuse_log() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _fail(message: str, code: int):
+    """Print one line (the traceback too with ``--debug``) and exit with ``code``."""
+    _close_progress_bars()
+    if _DEBUG["on"]:
+        console.print_exception()
+    console.print(message, highlight=False)
+    raise typer.Exit(code) from None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Every warning is one yellow line (a library's names its category); with ``--debug``
+    others keep Python's format, with the source line."""
+    if _DEBUG["on"] and not issubclass(category, SarfuseWarning):
+        _python_showwarning(message, category, filename, lineno, file, line)
+        return
+    _close_progress_bars()
+    kind = "" if issubclass(category, SarfuseWarning) else f"{category.__name__}: "
+    text = " ".join(str(message).split())
+    console.print(f"[yellow]warning:[/] {escape(kind + text)}", highlight=False)
+
+
+def _quiet_unraisable(report) -> None:
+    """An exception a C library's callback could not raise (say, GDAL logging undecodable bytes
+    of a damaged file) is no concern of the user's; ``--debug`` shows it."""
+    if _DEBUG["on"]:
+        sys.__unraisablehook__(report)
+
+
 def _quiet_libraries() -> None:
     """Keep the terminal for sarfuse's own progress: no library warnings of no use to a user."""
-    import warnings
-
     warnings.filterwarnings("ignore", message=".*weights_only.*")
+    # a file without a CRS or transform is reported once by the data check, in its own words
+    warnings.filterwarnings("ignore", message="Dataset has no geotransform")
+    warnings.showwarning = _show_warning
+    sys.unraisablehook = _quiet_unraisable
 
 
 def _version(value: bool) -> None:
@@ -155,8 +204,12 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an error.")
+    ] = False,
 ) -> None:
     """Self-supervised SAR-optical fusion and land-cover mapping (Chen & Bruzzone, TGRS 2022)."""
+    _DEBUG["on"] = debug
     _quiet_libraries()
     _show_sarfuse_log()
 
@@ -195,7 +248,7 @@ def stats(
     from sarfuse.data.normalise import compute_stats, save_stats
     from sarfuse.ssl.train import resolve_source
 
-    source = resolve_source(_data(data), s2_offset=s2_offset)
+    source = resolve_source(_data(data), s2_offset=s2_offset, labels=False)
     bands = tuple(_csv_words(s2_bands)) or source.s2_bands()
     result = compute_stats(source, s2_bands=bands or ("B2",))
     save_stats(result, out_file)
@@ -220,7 +273,7 @@ def superpixels(
     from sarfuse.ssl.train import patch_dataset, resolve_source
     from sarfuse.superpixels import SuperpixelParams, compute_all
 
-    source = resolve_source(_data(data), s2_offset=s2_offset)
+    source = resolve_source(_data(data), s2_offset=s2_offset, labels=False)
     cfg = PretrainConfig()
     params = SuperpixelParams(scale=scale, sigma=sigma, min_size=min_size)
     contract = make_contract(
@@ -283,6 +336,9 @@ def pretrain(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
     s2_offset: S2OffsetOpt = None,
+    ckpt_every: Annotated[
+        int | None, typer.Option(help="Checkpoint every N steps (a kill loses at most N).")
+    ] = None,
 ) -> None:
     """Self-supervised pretraining of a fusion network (no labels needed)."""
     from sarfuse.ssl.config import PretrainConfig
@@ -320,6 +376,8 @@ def pretrain(
             cfg.projection = projection
     if steps is not None:
         cfg.steps = steps
+    if ckpt_every is not None:
+        cfg.ckpt_every = ckpt_every
     result = run(_data(data), out_dir, cfg, resume=resume)
     chosen = " (fusion auto: chosen from the data's sensors)" if cfg.fusion == "auto" else ""
     out.print(
@@ -385,6 +443,7 @@ def probe(
     """Train a linear (or random-forest) classifier on few labelled patches and evaluate it."""
     from typing import get_args
 
+    from sarfuse.lock import output_lock
     from sarfuse.mapping.features import NEEDS_CHECKPOINT, FeatureKind
     from sarfuse.mapping.metrics import format_table
     from sarfuse.mapping.workflow import ProbeConfig, run_probe
@@ -420,7 +479,8 @@ def probe(
     if supervised_steps is not None:
         cfg.supervised_steps = supervised_steps
     source = resolve_source(_data(data), classes, cfg.s2_offset)
-    result = run_probe(source, out_dir, cfg, checkpoint)
+    with output_lock(out_dir):
+        result = run_probe(source, out_dir, cfg, checkpoint)
     out.print(format_table(result))
     out.print(f"metrics: {out_dir / 'metrics.json'}\nconfusion matrix: {out_dir / 'confusion.png'}")
 
@@ -520,6 +580,7 @@ def experiment(
     split_mode: SplitModeOpt = "random",
     block_size: BlockSizeOpt = None,
     buffer: BufferOpt = None,
+    classes: ClassesOpt = None,
     device: DeviceOpt = "auto",
     s2_offset: S2OffsetOpt = None,
 ) -> None:
@@ -553,6 +614,7 @@ def experiment(
         ),
         n_eval=n_eval,
         console=console,
+        classes=classes,
     )
     out.print(
         f"results: {out_dir / 'results.csv'}\nsummary: {out_dir / 'summary.md'}\n"

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from sarfuse.errors import SarfuseError
+from sarfuse.data.validate import labels_name
+from sarfuse.errors import SarfuseError, naming
 from sarfuse.io_utils import atomic_write_csv, atomic_write_text
 from sarfuse.mapping.features import PatchFeatures, feature_setup
 from sarfuse.mapping.spatial import draw_split
@@ -56,12 +57,15 @@ def run_experiment(
     probe_config: ProbeConfig,
     n_eval: int | None = None,
     console: Console | None = None,
+    classes: str | Path | None = None,
 ) -> list[dict]:
     """Run the grid; write results.csv, summary.csv/.md and miou_vs_labels.png under ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     say = (console or Console(stderr=True)).print
-    source = resolve_source(data, s2_offset=probe_config.s2_offset)
+    source = resolve_source(data, classes, s2_offset=probe_config.s2_offset)
+    if source.scheme is None or not source.has_labels:
+        raise SarfuseError(source.root, "the experiment needs labels, and this data has none")
     grid = model_grid(fusions, methods, source.sensors)
     checkpoints: dict[tuple[str, str], Path] = {}
     for fusion, method in grid:
@@ -96,10 +100,11 @@ def run_experiment(
                 patches = open_patches(source, contract, probe_config)
                 feats = PatchFeatures(patches, maker, cache=True)
             for n in labels:
-                split = draw_split(
-                    label_patches, boxes, n, seed, probe_config.split_mode,
-                    block_spec(probe_config), n_eval, k,
-                )  # fmt: skip
+                with naming(labels_name(source)):
+                    split = draw_split(
+                        label_patches, boxes, n, seed, probe_config.split_mode,
+                        block_spec(probe_config), n_eval, k,
+                    )  # fmt: skip
                 cfg = replace(probe_config, labels=n, seed=seed, features=kind)
                 if cfg.classifier == "auto":  # rows compare features: one classifier for all
                     cfg = replace(cfg, classifier="linear")

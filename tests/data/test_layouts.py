@@ -168,7 +168,8 @@ def test_samples_csv_missing_file(tmp_path):
     (tmp_path / "samples.csv").write_text("s1,s2,label\nnone.tif,,\n")
     with pytest.raises(SarfuseError) as err:
         discover(tmp_path)
-    assert _message(err) == f"{tmp_path / 'none.tif'}: listed in samples.csv line 2 but not found"
+    expected = "listed in samples.csv line 2 as 'none.tif' but not found"
+    assert _message(err) == f"{tmp_path / 'none.tif'}: {expected}"
 
 
 def test_scenes_by_band_count_and_name(tmp_path):

@@ -103,9 +103,12 @@ def test_load_scheme_user_json(tmp_path):
         (
             '{"classes": [{"value": 1, "name": "A", "color": "#000000"},'
             ' {"value": 1, "name": "B", "color": "#ffffff"}]}',
-            "unique values",
+            "class value 1 used twice",
         ),
-        ('{"ignore": 1, "classes": [{"value": 1, "name": "A", "color": "#000000"}]}', "ignored"),
+        (
+            '{"ignore": 1, "classes": [{"value": 1, "name": "A", "color": "#000000"}]}',
+            "value 1 is both a class and an ignore value",
+        ),
     ],
 )
 def test_load_scheme_errors(tmp_path, text, problem):

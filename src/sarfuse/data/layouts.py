@@ -29,7 +29,7 @@ from sarfuse.data.bands import band_name
 from sarfuse.data.offset import S2Offset
 from sarfuse.data.raster import band_descriptions, s2_band_names
 from sarfuse.data.schemes import DFC2020, IGBP, SEN1FLOODS11, ClassScheme, load_scheme
-from sarfuse.errors import SarfuseError
+from sarfuse.errors import SarfuseError, warn
 
 SENSORS = ("s1", "s2")
 S2Files = Path | str | dict[str, Path | str]  # str: a GDAL virtual path or URL
@@ -45,6 +45,7 @@ class Sample:
     s2: S2Files | None = None
     label: Path | None = None
     s2_offset: S2Offset = None  # added to S2 numbers (product metadata, else --s2-offset)
+    origin: str = ""  # where an index file lists it ("samples.csv line 3"), for messages
 
     def get(self, role: str) -> S2Files | None:
         return {"s1": self.s1, "s2": self.s2, "label": self.label}[role]
@@ -252,8 +253,8 @@ def _band_folders(root: Path) -> DataSource | None:
 
 
 def _csv(path: Path) -> DataSource:
-    try:
-        with path.open(newline="") as handle:
+    try:  # utf-8-sig: an Excel export starts with a byte-order mark that must not rename "s1"
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             rows = list(reader)
             columns = set(reader.fieldnames or ())
@@ -261,11 +262,37 @@ def _csv(path: Path) -> DataSource:
         raise SarfuseError(path, f"cannot read the index file ({err})") from err
     if not columns & {"s1", "s2"}:
         raise SarfuseError(path, "expected a header with columns s1,s2,label (and optional name)")
-    samples = [_csv_row(path, line, row) for line, row in enumerate(rows, start=2)]
+    unique = _unique_rows(path, rows)
+    samples = [_csv_row(path, line, row) for line, row in unique]
     if not samples:
         raise SarfuseError(path, "no samples listed")
-    scheme = DFC2020 if any(x.label for x in samples) else None
-    return DataSource("csv", samples, scheme, path.parent)
+    return DataSource("csv", samples, _csv_scheme(samples), path.parent)
+
+
+def _unique_rows(path: Path, rows: list[dict]) -> list[tuple[int, dict]]:
+    """Rows with their line numbers, each (s1, s2, label) once: a repeated row would put the
+    same patches into training and evaluation. Says how many were dropped."""
+    seen: dict[tuple[str, ...], int] = {}
+    unique = []
+    for line, row in enumerate(rows, start=2):
+        key = tuple((row.get(role) or "").strip() for role in (*SENSORS, "label"))
+        if key not in seen:
+            seen[key] = line
+            unique.append((line, row))
+    dropped = len(rows) - len(unique)
+    if dropped:
+        warn(path, f"{dropped} duplicate row(s) ignored ({len(unique)} distinct samples)")
+    return unique
+
+
+def _csv_scheme(samples: list[Sample]) -> ClassScheme | None:
+    """Sen1Floods11 label files (``*_LabelHand.tif``) imply its scheme; other labels DFC2020."""
+    labels = [x.label for x in samples if x.label]
+    if not labels:
+        return None
+    if all(p.name.endswith(f"{_FLOODS_SUFFIX['label']}.tif") for p in labels):
+        return SEN1FLOODS11
+    return DFC2020
 
 
 def _csv_row(index: Path, line: int, row: dict[str, str | None]) -> Sample:
@@ -276,18 +303,19 @@ def _csv_row(index: Path, line: int, row: dict[str, str | None]) -> Sample:
     for role, cell in cells.items():
         if not cell:
             continue
-        file = index.parent / cell
+        file = index.parent / cell  # relative to the index; an absolute cell stays as given
+        where = f"listed in {index.name} line {line} as {cell!r}"
         if not file.exists():
-            raise SarfuseError(file, f"listed in {index.name} line {line} but not found")
+            raise SarfuseError(file, f"{where} but not found")
         if file.is_dir():
             bands = band_files(file) if role == "s2" else None
             if bands is None:
-                raise SarfuseError(file, f"listed in {index.name} line {line}: not a raster file")
+                raise SarfuseError(file, f"{where}: a folder, not a raster file")
             paths[role] = bands
         else:
             paths[role] = file
     name = (row.get("name") or "").strip() or Path(cells["s1"] or cells["s2"]).stem
-    return Sample(name, **paths)
+    return Sample(name, **paths, origin=f"{index.name} line {line}")
 
 
 # --- plain scenes -------------------------------------------------------------------------------

@@ -111,7 +111,17 @@ def _open(path: PathLike) -> Iterator[DatasetReader]:
         with src:
             yield src
     except (RasterioError, OSError) as err:
-        raise SarfuseError(path, f"truncated or corrupt raster: {_first_line(err)}") from err
+        raise SarfuseError(path, f"truncated or corrupt raster: {_read_problem(err)}") from err
+
+
+def _read_problem(err: Exception) -> str:
+    """GDAL's reason for a failed read: "Read failed. See previous exception" points at the
+    exception it chained, whose text says what is wrong with the file."""
+    cause = err.__cause__ or err.__context__
+    text = _first_line(err)
+    if cause is not None and "previous exception" in text:
+        return f"a block cannot be read ({_first_line(cause)})"
+    return text
 
 
 def _first_line(err: Exception) -> str:
@@ -196,7 +206,7 @@ def check_grids(
         raise SarfuseError(
             _describe(b),
             f"does not line up with {_describe(a)}: {'; '.join(diffs)} "
-            "(use --reproject to warp it onto the first file's grid)",
+            "(resample it onto the first file's grid, e.g. with gdalwarp)",
         )
     if info_a.crs is None or info_b.crs is None:
         raise SarfuseError(_describe(b), f"cannot reproject onto {_describe(a)}: missing CRS")
@@ -290,8 +300,10 @@ def _detect_units(path: str, _stamp: tuple[int, int]) -> Literal["db", "linear"]
             sample = src.read(_s1_indexes(src, path), window=window, out_dtype="float32")
             parts.append(sample[:, ~_nodata_mask(sample, src.nodata)])
         values = np.concatenate(parts, axis=1)
-    if values.size == 0 or values.min() < 0:
-        log.info("%s: S1 read as dB (it holds negative values)", path)
+    # dB backscatter is mostly negative; linear power is positive but for a few noise values
+    # (thermal-noise removal), so the median decides, not the minimum
+    if values.size == 0 or np.median(values) < 0:
+        log.info("%s: S1 read as dB (its median is negative)", path)
         return "db"
     if np.percentile(values, 99) <= _LINEAR_MAX:
         log.info("%s: S1 read as linear power (no negative values, 99%% <= 10), turned to dB", path)
@@ -304,7 +316,7 @@ def _detect_units(path: str, _stamp: tuple[int, int]) -> Literal["db", "linear"]
 
 
 def detect_s1_units(path: PathLike) -> Literal["db", "linear"]:
-    """``"db"`` when the file has negative values, ``"linear"`` for power in [0, ~10].
+    """``"db"`` when most values are negative, ``"linear"`` for power in [0, ~10].
 
     Decided once per file (from 16 small windows spread over it), so every window of a scene
     is converted the same way.

@@ -80,6 +80,9 @@ class ClassDef:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ClassDef:
+        missing = [k for k in ("value", "name", "color") if k not in data]
+        if missing:
+            raise SarfuseError(None, f"class {dict(data)!r:.60} has no {', '.join(missing)}")
         rules = data.get("pseudo") or []
         rules = [rules] if isinstance(rules, Mapping) else list(rules)
         return cls(
@@ -111,13 +114,15 @@ class ClassScheme:
         object.__setattr__(self, "classes", tuple(self.classes))
         object.__setattr__(self, "ignore", ignore)
         values = [c.value for c in self.classes]
-        if not 0 < len(values) < IGNORE_INDEX or len(set(values)) != len(values):
-            raise SarfuseError(None, f"scheme {self.name!r}: need 1..254 classes, unique values")
+        _check_classes(self.name, self.classes)
         lookup = dict(self.lookup) or {v: i for i, v in enumerate(values)}
         if any(not 0 <= i < len(values) for i in lookup.values()):
             raise SarfuseError(None, f"scheme {self.name!r}: lookup maps to unknown classes")
-        if set(lookup) & set(ignore):
-            raise SarfuseError(None, f"scheme {self.name!r}: a value is both a class and ignored")
+        both = sorted(set(lookup) & set(ignore))
+        if both:
+            raise SarfuseError(
+                None, f"scheme {self.name!r}: value {both[0]} is both a class and an ignore value"
+            )
         object.__setattr__(self, "lookup", lookup)
 
     @property
@@ -188,6 +193,24 @@ class ClassScheme:
             ignore=(int(ignore),) if isinstance(ignore, int) else tuple(int(v) for v in ignore),
             lookup={int(k): int(v) for k, v in data.get("lookup", {}).items()},
         )
+
+
+def _check_classes(scheme: str, classes: Sequence[ClassDef]) -> None:
+    """1..254 classes (255 is the nodata of a map), each value and each name used once: a
+    repeated name would merge two classes' rows in the metrics."""
+    if not 0 < len(classes) < IGNORE_INDEX:
+        raise SarfuseError(
+            None,
+            f"scheme {scheme!r}: {len(classes)} classes; need 1 to 254 (a map stores classes "
+            "in one byte, 255 = nodata)",
+        )
+    for what in ("value", "name"):
+        seen: set = set()
+        for c in classes:
+            key = getattr(c, what)
+            if key in seen:
+                raise SarfuseError(None, f"scheme {scheme!r}: class {what} {key!r} used twice")
+            seen.add(key)
 
 
 def load_scheme(path: str | Path) -> ClassScheme:

@@ -238,6 +238,7 @@ def map_scene(
     nodata: int = 255,
     progress: bool = True,
     resume: bool = True,
+    key: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Predict a scene tile by tile and write a uint8 class GeoTIFF on ``info``'s grid.
 
@@ -245,6 +246,8 @@ def map_scene(
     ``predict_fn(inputs)`` returns ``(K, h, w)`` probabilities. Writes ``out_path`` (classes,
     colour table, class names in the ``class_names`` tag) and optionally ``probabilities_path``
     (float32, K bands, NaN where invalid). Returns a summary with the pixel count per class.
+    ``key`` (JSON-able) names what else the job depends on (inputs, models): kept rows of a job
+    with another key are discarded, never spliced into this map.
     """
     out_path = Path(out_path)
     names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
@@ -265,6 +268,7 @@ def map_scene(
     if not resume:
         shutil.rmtree(partial, ignore_errors=True)
     job = _job(info, num_classes, tile, overlap, nodata, probabilities_path is not None)
+    job["key"] = json.loads(json.dumps(key or {}))  # as read back from job.json
     sidecar = _Sidecar(partial, job) if resume else None
 
     with ExitStack() as stack:

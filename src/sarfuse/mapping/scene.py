@@ -13,7 +13,10 @@ from sarfuse.checkpoint import load_pretrained
 from sarfuse.data.layouts import DataSource, Sample
 from sarfuse.data.products import scene_sample
 from sarfuse.data.schemes import ClassScheme
-from sarfuse.errors import SarfuseError
+from sarfuse.data.validate import validate_source
+from sarfuse.errors import Interrupted, SarfuseError
+from sarfuse.io_utils import file_digest
+from sarfuse.lock import output_lock
 from sarfuse.mapping.cog import publish_map
 from sarfuse.mapping.features import TRAINED_ON_SPLIT, FeatureMaker
 from sarfuse.mapping.inference import map_scene
@@ -23,9 +26,12 @@ from sarfuse.mapping.workflow import ProbeConfig, open_patches
 GDAL_CACHE_BYTES = 128 * 2**20  # GDAL block cache while mapping (bytes: small ints mean MB)
 
 
-def _same_contract(a: dict, b: dict) -> bool:
-    keys = ("sensors", "s1_bands", "s2_bands", "stats")
-    return all(a.get(k) == b.get(k) for k in keys)
+def _contract_changes(a: dict, b: dict) -> list[str]:
+    """What differs between the network a probe was trained on and the one given now: the
+    inputs, and the architecture and method (another fusion gives other features even when
+    the inputs agree)."""
+    keys = ("sensors", "s1_bands", "s2_bands", "stats", "fusion", "method")
+    return [f"{k} {b.get(k)!r} vs {a.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
 
 
 def load_mapper(probe_dir: str | Path, checkpoint: str | Path | None, device: str = "cpu"):
@@ -53,11 +59,12 @@ def load_mapper(probe_dir: str | Path, checkpoint: str | Path | None, device: st
                 probe_path, "this probe was trained on network features: pass --checkpoint"
             )
         net = load_pretrained(ckpt)
-        if not _same_contract(net.contract, meta["contract"]):
+        changes = _contract_changes(net.contract, meta["contract"])
+        if changes:
             raise SarfuseError(
                 ckpt,
-                f"this checkpoint does not match the probe in {probe_path} (it was trained "
-                "on features of another network: other sensors, bands or normalisation)",
+                f"this checkpoint does not match the probe in {probe_path}, which was trained "
+                f"on features of another network ({'; '.join(changes[:2])}, probe vs checkpoint)",
             )
         if kind == "random":
             net = net.randomised(meta.get("seed", 0))
@@ -88,7 +95,79 @@ def map_files(
     overviews; class names and colours for GIS software are written beside the map
     (:func:`sarfuse.mapping.cog.publish_map`). ``label``, a label GeoTIFF of the scene, is only
     shown beside the map in the quicklook.
+    ``out`` is locked while mapping (a second run on it is refused); an interrupted map keeps
+    its finished rows and a rerun of the same job (same inputs, probe and checkpoint) resumes.
     """
+    if tile < 8 or tile % 8 or not 0 <= overlap < tile // 2:
+        raise SarfuseError(
+            None,
+            f"--tile must be a multiple of 8 (at least 8) and 0 <= --overlap < tile/2, "
+            f"got --tile {tile}, --overlap {overlap}",
+        )
+    with output_lock(out, folder=False):
+        try:
+            return _map_files(
+                probe_dir, Path(out), s1, s2, checkpoint, tile, overlap, probabilities, device,
+                progress, quicklook, label, cog, s2_offset,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            raise _interrupted(Path(out)) from None
+
+
+def _interrupted(out: Path) -> Interrupted:
+    partial = out.with_name(out.name + ".partial")
+    kept = len(list(partial.glob("band_*.npz"))) if partial.is_dir() else 0
+    return Interrupted(
+        out,
+        f"map not finished; {kept} finished band(s) of rows kept in {partial.name}; rerun the "
+        "same command to resume",
+    )
+
+
+def _job_key(probe_path: Path, ckpt: str | Path | None, sample: Sample) -> dict:
+    """What a map depends on besides its grid: a rerun with other inputs, another probe or
+    another checkpoint must start over, never splice its rows onto an earlier job's."""
+    inputs = {role: _stamp(sample.get(role)) for role in ("s1", "s2") if sample.get(role)}
+    return {
+        "inputs": inputs,
+        "probe": file_digest(probe_path),
+        "checkpoint": None if ckpt is None else file_digest(_ckpt_file(ckpt)),
+    }
+
+
+def _stamp(path) -> list:
+    """A local file as (path, size, mtime); a GDAL virtual path or URL as given; a product's
+    per-band files (dict) band by band."""
+    if isinstance(path, dict):
+        return [[band, _stamp(p)] for band, p in sorted(path.items())]
+    if isinstance(path, str) and not Path(path).exists():  # /vsizip/..., /vsicurl/...
+        return [path]
+    stat = Path(path).stat()
+    return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def _ckpt_file(ckpt: str | Path) -> Path:
+    path = Path(ckpt)
+    return path / "last.ckpt" if path.is_dir() else path
+
+
+def _map_files(
+    probe_dir: str | Path,
+    out: Path,
+    s1: str | Path | None,
+    s2: str | Path | None,
+    checkpoint: str | Path | None,
+    tile: int,
+    overlap: int,
+    probabilities: bool,
+    device: str,
+    progress: bool,
+    quicklook: bool,
+    label: str | Path | None,
+    cog: bool,
+    s2_offset: float | None,
+) -> dict:
+    """:func:`map_files` once ``out`` is locked."""
     clf, meta, maker = load_mapper(probe_dir, checkpoint, device)
     contract = meta["contract"]
     scheme = ClassScheme.from_json(meta["scheme"])
@@ -96,14 +175,13 @@ def map_files(
     for sensor in contract["sensors"]:
         if sample.get(sensor) is None:
             raise SarfuseError(None, f"the probe's features need {sensor.upper()}: pass --{sensor}")
-    source = DataSource("scene", [sample], None, Path(out).parent)
+    source = validate_source(DataSource("scene", [sample], None, out.parent), labels=False)
     cfg = ProbeConfig(patch_size=tile, indices=tuple(meta["indices"]))
     reader = open_patches(source, contract, cfg)
     info = reader.grid(0)
-    if tile % 8 or overlap >= tile // 2:
-        raise SarfuseError(
-            None, f"--tile must be a multiple of 8 and --overlap < tile/2, got {tile}, {overlap}"
-        )
+    probe_path = Path(probe_dir) / "probe.pt" if Path(probe_dir).is_dir() else Path(probe_dir)
+    ckpt = None if maker.net is None else checkpoint or meta.get("checkpoint")
+    key = _job_key(probe_path, ckpt, sample)
 
     def read_fn(window: tuple[int, int, int, int]) -> dict:
         row, col, h, w = window
@@ -113,7 +191,6 @@ def map_files(
         batch = {k: v[None] for k, v in inputs.items() if isinstance(v, torch.Tensor)}
         return predict_proba(clf, maker(batch))[0].numpy()
 
-    out = Path(out)
     # GDAL keeps decoded blocks until a file closes, up to 5% of RAM: capped, so that memory
     # stays flat in scene size while the inputs stay open for the whole map.
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
@@ -129,6 +206,7 @@ def map_files(
             class_names=list(scheme.names),
             probabilities_path=out.with_name(out.stem + "_proba.tif") if probabilities else None,
             progress=progress,
+            key=key,
         )
     if not any(result["class_pixels"].values()):  # whole-file reads refuse this, windows cannot
         raise SarfuseError(

@@ -83,6 +83,8 @@ def few_label_split(
     labelled = [i for i, classes in enumerate(present) if classes]
     if n_labelled < 1:
         raise SarfuseError(None, f"the number of labelled patches must be >= 1, got {n_labelled}")
+    if not labelled:
+        raise SarfuseError(None, "no patch has a labelled pixel (every label is nodata or ignored)")
     if n_eval is not None and not 1 <= n_eval < len(labelled):
         raise SarfuseError(
             None, f"cannot hold out {n_eval} evaluation patches from {len(labelled)} labelled ones"

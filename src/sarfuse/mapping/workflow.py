@@ -15,7 +15,8 @@ from sarfuse.data.dataset import PatchDataset, first_file
 from sarfuse.data.normalise import Normaliser
 from sarfuse.data.raster import is_gdal_url
 from sarfuse.data.schemes import IGNORE_INDEX
-from sarfuse.errors import SarfuseError
+from sarfuse.data.validate import labels_name
+from sarfuse.errors import SarfuseError, naming
 from sarfuse.io_utils import atomic_write_text
 from sarfuse.mapping.features import (
     TRAINED_ON_SPLIT,
@@ -328,10 +329,11 @@ def run_probe(
         split = load_split(cfg.split_file, keys)
     if split is None:
         labels = labels if labels is not None else patch_labels(patches, progress)
-        split = draw_split(
-            labels, patch_boxes(patches), cfg.labels, cfg.seed, cfg.split_mode,
-            block_spec(cfg), cfg.n_eval, k,
-        )  # fmt: skip
+        with naming(labels_name(source)):
+            split = draw_split(
+                labels, patch_boxes(patches), cfg.labels, cfg.seed, cfg.split_mode,
+                block_spec(cfg), cfg.n_eval, k,
+            )  # fmt: skip
     save_split(out / "split.json", split, keys, split_info(cfg))
     if cfg.features in TRAINED_ON_SPLIT:  # a network trained on the split's labelled patches only
         net_cfg = SupervisedConfig(steps=cfg.supervised_steps)

@@ -78,5 +78,7 @@ class LossLog(L.Callback):
         if not self.path.exists():
             return
         with self.path.open(newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= step]
+            # a run killed mid-append leaves a short last row: dropped with the rest
+            rows = [r for r in csv.DictReader(fh) if None not in r.values() and r["step"]]
+            rows = [r for r in rows if r["step"].isdigit() and int(r["step"]) <= step]
         atomic_write_csv(self.path, rows, self.columns)

@@ -18,8 +18,9 @@ from sarfuse.data.dataset import PatchDataset
 from sarfuse.data.demo import demo_data
 from sarfuse.data.layouts import DataSource, discover
 from sarfuse.data.products import with_s2_offset
-from sarfuse.errors import SarfuseError
+from sarfuse.errors import Interrupted, SarfuseError, warn
 from sarfuse.io_utils import load_tensors
+from sarfuse.lock import output_lock
 from sarfuse.models.fusion import resolve_fusion
 from sarfuse.ssl.callbacks import AtomicCheckpoint, LossLog
 from sarfuse.ssl.config import PretrainConfig
@@ -45,12 +46,21 @@ def resolve_source(
     data: str | Path | list | None,
     classes: str | Path | None = None,
     s2_offset: float | None = None,
+    labels: bool = True,
 ) -> DataSource:
-    """The data a command works on: ``data`` if given, else the embedded demo data.
+    """The data a command works on (``data`` if given, else the embedded demo data), checked
+    once before any work (:func:`~sarfuse.data.validate.validate_source`).
 
     ``s2_offset`` is the S2 offset of files that do not state one (``--s2-offset``).
+    ``labels=False`` (pretraining, statistics, superpixels) drops the labels unread, so their
+    values need not fit any scheme.
     """
-    return with_s2_offset(discover(data if data else demo_data(), classes=classes), s2_offset)
+    from sarfuse.data.validate import validate_source, without_labels
+
+    source = with_s2_offset(discover(data if data else demo_data(), classes=classes), s2_offset)
+    if not labels:
+        source = without_labels(source)
+    return validate_source(source, labels=labels and source.has_labels)
 
 
 def accelerator(device: str) -> str:
@@ -86,9 +96,65 @@ def pretrain(
     """Pretrain ``config.method`` with ``config.fusion`` on ``data`` (demo data when None).
 
     A fusion of ``auto`` is resolved from the data's sensors first, and the run folder, the
-    checkpoint and the result record the resolved one.
+    checkpoint and the result record the resolved one. The run folder is locked for the run
+    (a second run on it is refused); Ctrl-C raises :class:`Interrupted` saying how to resume.
     """
-    run_dir = Path(out)
+    check_settings(config)
+    with output_lock(out):
+        return _pretrain(data, Path(out), config, resume, progress, classes)
+
+
+def check_settings(config: PretrainConfig) -> None:
+    """One-line errors for sizes and counts that cannot train (``--batch 0`` and the like)."""
+    sizes = {
+        "--batch": config.batch,
+        "--crop": config.crop,
+        "--patch-size": config.patch_size,
+        "--width": config.width,
+        "--feat-dim": config.feat_dim,
+        "--epochs": config.epochs,
+        "--ckpt-every": config.ckpt_every,
+    }
+    if config.steps is not None:
+        sizes["--steps"] = config.steps
+    bad = [f"{name} {value}" for name, value in sizes.items() if value < 1]
+    if bad:
+        raise SarfuseError(None, f"{', '.join(bad)}: must be at least 1")
+    if config.crop > config.patch_size:
+        raise SarfuseError(
+            None, f"--crop {config.crop} is larger than --patch-size {config.patch_size}"
+        )
+
+
+def _check_scene_sizes(patches: PatchDataset, crop: int, root: Path) -> None:
+    """Scenes smaller than a training view give views of padding only: a constant loss and no
+    superpixel term. Refuse when every scene is that small, warn when some are."""
+    shapes = patches.scene_shapes
+    small = [i for i, s in enumerate(shapes) if min(s) < crop]
+    if not small:
+        return
+    h, w = shapes[min(small, key=lambda i: min(shapes[i]))]
+    if len(small) == len(shapes):
+        from sarfuse.data.validate import sample_file
+
+        sample = patches.source.samples[0]
+        raise SarfuseError(
+            root if len(shapes) > 1 else sample_file(sample, patches.sensors[0]),
+            f"every scene is smaller than a training view ({h}x{w} pixels, --crop {crop}): "
+            "nothing to learn from; use larger scenes or a smaller --crop",
+        )
+    warn(root, f"{len(small)} scene(s) smaller than a training view ({h}x{w}, --crop {crop})")
+
+
+def _pretrain(
+    data: str | Path | None,
+    run_dir: Path,
+    config: PretrainConfig,
+    resume: bool,
+    progress: bool,
+    classes: str | Path | None,
+) -> PretrainResult:
+    """:func:`pretrain` once its run folder is locked."""
     ckpt = run_dir / "last.ckpt"
     if ckpt.exists() and not resume:
         raise SarfuseError(
@@ -97,7 +163,7 @@ def pretrain(
     if resume and not ckpt.exists():
         raise SarfuseError(ckpt, "nothing to resume: no checkpoint in this run folder")
     saved = _resume_point(ckpt) if resume else None
-    source = resolve_source(data, classes, config.s2_offset)
+    source = resolve_source(data, classes, config.s2_offset, labels=False)
     sensors = source.sensors
     config = _resolved(config, sensors)
     check_combination(config.fusion, config.method)
@@ -131,6 +197,7 @@ def pretrain(
     patches = patch_dataset(
         source, contract, superpixels=segments if len(segments) > 1 else segments[0]
     )
+    _check_scene_sizes(patches, config.crop, source.root)
     compute_all(patches, progress=progress)
     crops = CropDataset(patches, context_size(config), config.crops_per_patch, seed=config.seed)
     sampler = CropBatchSampler(len(crops), config.batch, saved["global_step"] if saved else 0)
@@ -171,7 +238,12 @@ def pretrain(
             log_every_n_steps=1,
         )
         # tensors and plain data only: a checkpoint from elsewhere must not run code
-        trainer.fit(module, loader, ckpt_path=ckpt if resume else None, weights_only=True)
+        try:
+            trainer.fit(module, loader, ckpt_path=ckpt if resume else None, weights_only=True)
+        except SystemExit:  # Lightning turns Ctrl-C into a graceful stop, then sys.exit(1)
+            if trainer.interrupted:
+                raise _interrupted(run_dir, ckpt, trainer.global_step) from None
+            raise
     from sarfuse.plots import plot_loss_curve
 
     if (run_dir / "loss.csv").exists():
@@ -182,6 +254,22 @@ def pretrain(
     card = checkpoint_card(source, contract, asdict(config), trainer.global_step, (first, last))
     write_model_card(run_dir, card)
     return PretrainResult(run_dir, ckpt, trainer.global_step, first, last, config)
+
+
+def _interrupted(run_dir: Path, ckpt: Path, step: int) -> Interrupted:
+    """What an interrupted run kept and how to resume it."""
+    if not ckpt.exists():
+        return Interrupted(
+            run_dir,
+            f"stopped at step {step}, before the first checkpoint (--ckpt-every): nothing to "
+            "resume; rerun the same command to start over",
+        )
+    saved = load_tensors(ckpt, "not a readable checkpoint").get("global_step", "?")
+    return Interrupted(
+        run_dir,
+        f"stopped at step {step}; the checkpoint {ckpt.name} holds step {saved}; resume with "
+        f"`sarfuse pretrain --resume --out {run_dir}`",
+    )
 
 
 def _resolved(config: PretrainConfig, sensors: tuple[str, ...]) -> PretrainConfig:
