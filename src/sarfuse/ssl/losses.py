@@ -45,13 +45,18 @@ def hard_negative_nt_xent(
     idx = torch.arange(2 * n, device=z.device)
     partner = (idx + n) % (2 * n)
     s_pos = sim[idx, partner]  # (2N,)
+    # the negatives of each anchor: its row of sim without itself and its partner, which are
+    # left out of a masked log-sum-exp (no boolean indexing, which costs a sync and a copy)
     others = torch.ones_like(sim, dtype=torch.bool)
     others[idx, idx] = False
     others[idx, partner] = False
     m = 2 * n - 2
-    s_neg = sim[others].reshape(2 * n, m)  # (2N, M)
+
+    def lse_neg(scale: float) -> Tensor:  # log sum over the M negatives of exp(scale * s)
+        return torch.logsumexp((scale * sim).masked_fill(~others, -math.inf), 1)
+
     # log sum(w exp(s)) with w normalised to mean 1
-    log_ng = torch.logsumexp((beta + 1) * s_neg, 1) - torch.logsumexp(beta * s_neg, 1) + math.log(m)
+    log_ng = lse_neg(beta + 1) - lse_neg(beta) + math.log(m)
     if tau_plus > 0:
         gap = math.log(tau_plus * m) + s_pos - log_ng  # < 0 while the debiased sum is positive
         # clamping the gap at -1e-6 bounds the gradient; it changes nothing for t > 0.15, where
