@@ -249,7 +249,8 @@ def map_scene(
     tiles' inputs -> ``(N, K, h, w)``) predicts ``batch_tiles`` tiles a call; the next tiles
     are read in a thread meanwhile (:class:`~sarfuse.mapping.batching.TileBatcher`). Writes
     ``out_path`` (classes, colour table, class names in the ``class_names`` tag) and optionally
-    ``probabilities_path`` (float32, K bands, NaN where invalid). Returns a summary with the pixel count per class.
+    ``probabilities_path`` (float32, K bands, NaN where invalid). Returns a summary with the
+    pixel count per class.
     """
     out_path = Path(out_path)
     names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
