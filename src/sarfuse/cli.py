@@ -186,6 +186,25 @@ def superpixels(
     )
 
 
+def _scale_out(cfg, devices: str | None, nodes: int | None, strategy: str | None,
+               precision: str | None) -> None:  # fmt: skip
+    """Set where a run trains (given options only: a resumed run keeps its own otherwise)."""
+    if devices is not None:
+        if devices != "auto" and not devices.isdigit():
+            raise SarfuseError(None, f"--devices takes a number or auto, got {devices!r}")
+        cfg.devices = devices if devices == "auto" else int(devices)
+    from typing import get_args
+
+    from sarfuse.ssl.config import Precision
+
+    if precision is not None and precision not in get_args(Precision):
+        choices = " | ".join(get_args(Precision))
+        raise SarfuseError(None, f"--precision takes {choices}, got {precision!r}")
+    for name, value in (("num_nodes", nodes), ("strategy", strategy), ("precision", precision)):
+        if value is not None:
+            setattr(cfg, name, value)
+
+
 @app.command()
 @friendly
 def pretrain(
@@ -228,8 +247,22 @@ def pretrain(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+    devices: Annotated[
+        str | None, typer.Option(help="Devices per node: a number, or auto (every GPU / one CPU).")
+    ] = None,
+    num_nodes: Annotated[
+        int | None, typer.Option(help="Machines (launched by torchrun or SLURM); default 1.")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="Lightning strategy: auto (DDP on several devices) | ddp.")
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="32-true (default) | bf16-mixed | 16-mixed (Lightning).")
+    ] = None,
 ) -> None:
-    """Self-supervised pretraining of a fusion network (no labels needed)."""
+    """Self-supervised pretraining of a fusion network (no labels needed).
+
+    Several GPUs or machines: --devices N --num-nodes M --strategy ddp (README: clusters)."""
     from sarfuse.ssl.config import PretrainConfig
     from sarfuse.ssl.train import pretrain as run
     from sarfuse.ssl.train import quiet_lightning
@@ -264,6 +297,7 @@ def pretrain(
             cfg.projection = projection
     if steps is not None:
         cfg.steps = steps
+    _scale_out(cfg, devices, num_nodes, strategy, precision)
     result = run(_data(data), out_dir, cfg, resume=resume)
     chosen = " (fusion auto: chosen from the data's sensors)" if cfg.fusion == "auto" else ""
     out.print(

@@ -167,7 +167,7 @@ def pretrain(
         trainer.fit(module, loader, ckpt_path=ckpt if resume else None, weights_only=True)
     from sarfuse.plots import plot_loss_curve
 
-    if (run_dir / "loss.csv").exists():
+    if trainer.is_global_zero and (run_dir / "loss.csv").exists():
         plot_loss_curve(run_dir / "loss.csv", run_dir / "loss.png")
     first, last = _first_last_loss(run_dir / "loss.csv")
     return PretrainResult(run_dir, ckpt, trainer.global_step, first, last, config)
