@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from sarfuse.errors import SarfuseError, check
 from sarfuse.models.fusion import FUSIONS, FusionName, FusionNet, ProbeKind
-from sarfuse.ssl.heads import ProjectionHead
 from sarfuse.ssl.distributed import contrast_loss, world
+from sarfuse.ssl.heads import ProjectionHead
 from sarfuse.ssl.losses import dcca_loss
 from sarfuse.ssl.pooling import paired_superpixel_mean
 from sarfuse.ssl.views import ViewParams, align_to_view1, make_views
