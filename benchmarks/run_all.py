@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,6 +29,26 @@ from bench_superpixels import bench_superpixels
 import sarfuse  # noqa: F401  (first: its OpenMP setting must precede torch, as in the CLI)
 
 RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much each section measures: timed steps, scene sides, labelled patches."""
+
+    steps: int  # timed pretraining steps (default width)
+    warmup: int
+    w64_steps: int  # timed steps at width 64 (0: skipped)
+    sp_size: int  # side of the synthetic superpixel scene
+    map_small: int  # sides of the two mapped scenes (memory ratio; speed on the big one)
+    map_big: int
+    probe_labels: int
+
+
+SCALES = {
+    "full": Scale(8, 2, 3, 2048, 1024, 8192, 50),
+    "quick": Scale(2, 1, 1, 1024, 1024, 2048, 50),
+    "tiny": Scale(1, 0, 0, 512, 256, 512, 10),  # a smoke test of the suite, not a measurement
+}
 FULL_TILE_PX = 10980 * 10980  # one Sentinel-2 tile at 10 m
 # figure -> (comparison, target) on the 2-core CPU (issue 12); None: reported, no target
 TARGETS: dict[str, tuple[str, float] | None] = {
@@ -73,15 +94,15 @@ def machine(device: torch.device) -> dict:
     }
 
 
-def pretrain_figures(device: torch.device, quick: bool) -> dict:
-    """Step time, FLOP rate, share of peak and data wait of the default config and width 64."""
+def pretrain_figures(device: torch.device, scale: Scale) -> dict:
+    """Step time, FLOP rate and data wait of the default config (fp32, bf16) and width 64."""
     out, details = {}, {}
-    runs = [("", 16, "32-true", 8), ("bf16_", 16, "bf16-mixed", 8), ("w64_", 64, "32-true", 3)]
+    runs = [("", 16, "32-true", scale.steps), ("bf16_", 16, "bf16-mixed", scale.steps),
+            ("w64_", 64, "32-true", scale.w64_steps)]  # fmt: skip
     for prefix, width, precision, steps in runs:
-        if prefix == "bf16_" and not _bf16_fast(device):
+        if steps == 0 or (prefix == "bf16_" and not _bf16_fast(device)):
             continue
-        cfg = bench_config(32, 32, width, precision)
-        r = bench_step(cfg, device, 2 if quick else steps, 1 if quick else 2)
+        r = bench_step(bench_config(32, 32, width, precision), device, steps, scale.warmup)
         key = f"pretrain_{prefix}"
         out[f"{key}step_ms"] = r["seconds"] * 1e3
         if prefix != "bf16_":  # bf16 FLOPs are not fp32 FLOPs: no peak ratio for them
@@ -100,8 +121,8 @@ def _bf16_fast(device: torch.device) -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def superpixel_figures(quick: bool) -> dict:
-    r = bench_superpixels(size=1024 if quick else 2048, patch=256)
+def superpixel_figures(scale: Scale) -> dict:
+    r = bench_superpixels(size=scale.sp_size, patch=256)
     return {
         "figures": {
             "superpixel_parallel_speedup": r["serial_s"] / r["parallel_s"],
@@ -143,11 +164,11 @@ def map_flops_per_pixel(probe: str, device: str, side: int = 256) -> float:
     return counter.get_total_flops() / side**2
 
 
-def map_figures(device: str, quick: bool, workdir: Path, full_tile: bool) -> dict:
+def map_figures(device: str, scale: Scale, workdir: Path, full_tile: bool) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     probe = in_fresh_process(_build_default_probe, str(workdir), device)
     args = SimpleNamespace(tile=512, overlap=64, device=device)
-    small, big = 1024, (2048 if quick else 8192)
+    small, big = scale.map_small, scale.map_big
     rows = {size: measure(workdir, probe, size, args) for size in (small, big)}
     rate = rows[big]["pixels"] / rows[big]["seconds"]  # px/s on the big scene
     flops = map_flops_per_pixel(probe, device)
@@ -166,17 +187,17 @@ def map_figures(device: str, quick: bool, workdir: Path, full_tile: bool) -> dic
     return {"figures": figures, "details": {**details, "map_gflop_per_mpx": flops / 1e3}}
 
 
-def _fit_default_probe(checkpoint: str, out: str, device: str) -> float:
+def _fit_default_probe(checkpoint: str, out: str, device: str, labels: int) -> float:
     from sarfuse.mapping.workflow import ProbeConfig, run_probe
     from sarfuse.ssl.train import resolve_source
 
     tic = time.perf_counter()
-    run_probe(resolve_source(None), out, ProbeConfig(labels=50, device=device), checkpoint,
+    run_probe(resolve_source(None), out, ProbeConfig(labels=labels, device=device), checkpoint,
               progress=False)  # fmt: skip
     return time.perf_counter() - tic
 
 
-def probe_figures(device: str, workdir: Path) -> dict:
+def probe_figures(device: str, workdir: Path, labels: int) -> dict:
     """Fitting the default probe (automatic features and classifier) at N = 50 on the demo."""
     out = workdir / "probe-n50"
     if out.exists():
@@ -184,7 +205,8 @@ def probe_figures(device: str, workdir: Path) -> dict:
 
         shutil.rmtree(out)
     ckpt = str(workdir / "pretrain-default" / "last.ckpt")
-    seconds = in_fresh_process(_fit_default_probe, ckpt, str(out), device)
+    in_fresh_process(_build_default_probe, str(workdir), device)  # the checkpoint, if absent
+    seconds = in_fresh_process(_fit_default_probe, ckpt, str(out), device, labels)
     return {"figures": {"probe_seconds": seconds}, "details": {}}
 
 
@@ -211,14 +233,14 @@ def print_table(figures: dict, info: dict) -> None:
         print(f"  {name:<{width}}  {value:>10.3f}  {verdict(name, value)}")
 
 
-def save(figures: dict, details: dict, info: dict, key: str, quick: bool, path: Path) -> None:
+def save(figures: dict, details: dict, info: dict, key: str, size: str, path: Path) -> None:
     """Merge this device's figures into ``path`` (others' are kept), then plot them."""
     from sarfuse.io_utils import atomic_write_text
 
     data = json.loads(path.read_text()) if path.exists() else {}
     data.setdefault("devices", {})[key] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "quick": quick,
+        "size": size,
         "machine": info,
         "figures": figures,
         "details": details,
@@ -259,6 +281,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--quick", action="store_true", help="fewer steps, smaller scenes")
+    parser.add_argument("--tiny", action="store_true", help="smoke test: tiniest sizes")
     parser.add_argument(
         "--full-tile",
         action="store_true",
@@ -281,18 +304,20 @@ def main() -> None:
     device = torch.device(torch_device(args.device))
     sections = {s.strip() for s in args.only.split(",")}
     info = machine(device)
-    side = 2048 if args.quick or device.type == "cpu" else 8192
+    size = "tiny" if args.tiny else "quick" if args.quick else "full"
+    scale = SCALES[size]
+    side = 512 if args.tiny else 2048 if args.quick or device.type == "cpu" else 8192
     before = matmul_peak(device, side)
     figures, details = {"matmul_gflops": before}, {}
     runs = {
-        "pretrain": lambda: pretrain_figures(device, args.quick),
+        "pretrain": lambda: pretrain_figures(device, scale),
         "pooling": lambda: {
             "figures": {"pooling_speedup": bench_pooling()["speedup"]},
             "details": {},
         },  # fmt: skip
-        "superpixels": lambda: superpixel_figures(args.quick),
-        "map": lambda: map_figures(device.type, args.quick, args.workdir, args.full_tile),
-        "probe": lambda: probe_figures(device.type, args.workdir),
+        "superpixels": lambda: superpixel_figures(scale),
+        "map": lambda: map_figures(device.type, scale, args.workdir, args.full_tile),
+        "probe": lambda: probe_figures(device.type, args.workdir, scale.probe_labels),
     }
     for name, run in runs.items():
         if name not in sections:
@@ -308,7 +333,7 @@ def main() -> None:
     for name in [k for k in figures if k.endswith("_gflops") and k != "matmul_gflops"]:
         figures[name.replace("_gflops", "_peak_ratio")] = figures[name] / figures["matmul_gflops"]
     figures = {k: figures[k] for k in sorted(figures, key=_order)}
-    save(figures, details, info, device.type, args.quick, args.out)
+    save(figures, details, info, device.type, size, args.out)
     print_table(figures, info)
     print(f"written {args.out}")
 

@@ -418,6 +418,34 @@ def map_cmd(
     out.print(f"map: {result['path']} ({result['tiles']} tiles)\nquicklook: {result['quicklook']}")
 
 
+@app.command("map-many")
+@friendly
+def map_many_cmd(
+    probe_dir: Annotated[Path, typer.Option("--probe", help="Folder written by `sarfuse probe`.")],
+    scenes: Annotated[
+        Path, typer.Option(help="Folder of scenes, or a samples.csv (columns s1,s2[,name]).")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder of the maps (<scene>.tif).")],
+    workers: Annotated[int, typer.Option(help="Scenes mapped at once on this machine.")] = 1,
+    shard: Annotated[
+        str, typer.Option(help="I/N: map every N-th scene from the I-th (SLURM job arrays).")
+    ] = "0/1",
+    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 512,
+    overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles.")] = 64,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Map many scenes with one probe: over --workers processes, and machines with --shard."""
+    from sarfuse.mapping.many import map_many, parse_shard, scene_list
+    from sarfuse.ssl.train import torch_device
+
+    todo = scene_list(scenes, parse_shard(shard))
+    options = {"tile": tile, "overlap": overlap, "device": torch_device(device)}
+    for done, (sample, result) in enumerate(map_many(probe_dir, todo, out_dir, workers,
+                                                     **options), 1):  # fmt: skip
+        state = "exists, skipped" if result is None else f"{result['tiles']} tiles"
+        out.print(f"[{done}/{len(todo)}] {sample.name}: {out_dir / sample.name}.tif ({state})")
+
+
 @app.command()
 @friendly
 def experiment(
