@@ -30,13 +30,13 @@ torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_availa
   || { check environment FAILED; exit 1; }
 
 cp benchmarks/results/latest.json "$OUT/latest.json" 2>/dev/null
-timeout 330 $PY benchmarks/run_all.py --device "$DEVICE" $SIZE --out "$OUT/latest.json" \
+timeout 300 $PY benchmarks/run_all.py --device "$DEVICE" $SIZE --out "$OUT/latest.json" \
   --workdir /tmp/sarfuse-gpu-bench 2>&1 | tee "$OUT/bench.log"
 [ "${PIPESTATUS[0]}" = 0 ] && check suite ok || check suite FAILED
 
 RUN=/tmp/sarfuse-bf16-run
 rm -rf "$RUN"
-timeout 240 $PY -m sarfuse pretrain --device "$DEVICE" --precision bf16-mixed \
+timeout 150 $PY -m sarfuse pretrain --device "$DEVICE" --precision bf16-mixed \
   --steps "$STEPS" --out "$RUN" >"$OUT/bf16.log" 2>&1
 cp "$RUN/loss.csv" "$OUT/bf16_loss.csv" 2>/dev/null
 $PY - "$OUT/bf16_loss.csv" <<'EOF' && check bf16_loss_falls ok || check bf16_loss_falls FAILED

@@ -308,7 +308,7 @@ def main() -> None:
     scale = SCALES[size]
     side = 512 if args.tiny else 2048 if args.quick or device.type == "cpu" else 8192
     before = matmul_peak(device, side)
-    figures, details = {"matmul_gflops": before}, {}
+    figures, details = {}, {}
     runs = {
         "pretrain": lambda: pretrain_figures(device, scale),
         "pooling": lambda: {
@@ -327,15 +327,22 @@ def main() -> None:
         figures.update(result["figures"])
         details.update(result["details"])
         print(f"  {name}: {time.perf_counter() - tic:.0f} s", flush=True)
+        # saved after every section: a run stopped by a time limit keeps what it measured
+        save(with_ratios(figures, before), details, info, device.type, size, args.out)
     after = matmul_peak(device, side)
     details["matmul_gflops_before_after"] = [before, after]
-    figures["matmul_gflops"] = max(before, after)
-    for name in [k for k in figures if k.endswith("_gflops") and k != "matmul_gflops"]:
-        figures[name.replace("_gflops", "_peak_ratio")] = figures[name] / figures["matmul_gflops"]
-    figures = {k: figures[k] for k in sorted(figures, key=_order)}
+    figures = with_ratios(figures, max(before, after))
     save(figures, details, info, device.type, size, args.out)
     print_table(figures, info)
     print(f"written {args.out}")
+
+
+def with_ratios(figures: dict, peak: float) -> dict:
+    """``figures`` with the matmul peak and every ``*_gflops`` over it as ``*_peak_ratio``."""
+    out = {**figures, "matmul_gflops": peak}
+    for name in [k for k in figures if k.endswith("_gflops") and k != "matmul_gflops"]:
+        out[name.replace("_gflops", "_peak_ratio")] = figures[name] / peak
+    return {k: out[k] for k in sorted(out, key=_order)}
 
 
 if __name__ == "__main__":
