@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import torch
 from bench_map_memory import ensure_scene, in_fresh_process, measure
 from bench_pooling import bench_pooling
-from bench_pretrain import bench_config, bench_step, matmul_peak
+from bench_pretrain import bench_config, bench_step, matmul_rates
 from bench_superpixels import bench_superpixels
 
 import sarfuse  # noqa: F401  (first: its OpenMP setting must precede torch, as in the CLI)
@@ -53,21 +53,26 @@ FULL_TILE_PX = 10980 * 10980  # one Sentinel-2 tile at 10 m
 # figure -> (comparison, target) on the 2-core CPU (issue 12); None: reported, no target
 TARGETS: dict[str, tuple[str, float] | None] = {
     "matmul_gflops": None,
+    "matmul_cpu_gflops": None,
     "pretrain_step_ms": None,
     "pretrain_gflops": None,
     "pretrain_peak_ratio": None,
+    "pretrain_cpu_peak_ratio": None,
     "pretrain_data_wait_fraction": ("<", 0.1),
     "pretrain_bf16_step_ms": None,
     "pretrain_w64_step_ms": None,
     "pretrain_w64_gflops": None,
     "pretrain_w64_peak_ratio": (">=", 0.5),
+    "pretrain_w64_cpu_peak_ratio": None,
     "pretrain_w64_data_wait_fraction": ("<", 0.1),
     "pooling_speedup": (">=", 50.0),
+    "pooling_cpu_speedup": None,
     "superpixel_parallel_speedup": (">=", 1.7),
     "superpixel_cache_speedup": (">=", 20.0),
     "map_mpx_per_s": None,
     "map_gflops": None,
     "map_peak_ratio": (">=", 0.5),
+    "map_cpu_peak_ratio": None,
     "full_tile_minutes": ("<=", 3.0),
     "full_tile_minutes_measured": ("<=", 3.0),
     "map_memory_ratio": ("<=", 1.5),
@@ -108,6 +113,8 @@ def pretrain_figures(device: torch.device, scale: Scale) -> dict:
         if prefix != "bf16_":  # bf16 FLOPs are not fp32 FLOPs: no peak ratio for them
             out[f"{key}gflops"] = r["gflops"]
             out[f"{key}data_wait_fraction"] = r["data_wait_fraction"]
+            if device.type == "cpu":
+                out[f"{key}cpu_gflops"] = r["cpu_gflops"]
         details[f"{key}losses"] = r["losses"]
         details[f"{key}gflop_per_step"] = r["gflop"]
     return {"figures": out, "details": details}
@@ -119,6 +126,12 @@ def _bf16_fast(device: torch.device) -> bool:
         return torch.cuda.is_bf16_supported()
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def pooling_figures() -> dict:
+    r = bench_pooling()
+    return {"figures": {"pooling_speedup": r["speedup"], "pooling_cpu_speedup": r["cpu_speedup"]},
+            "details": {f"pooling_{k}": v for k, v in r.items()}}  # fmt: skip
 
 
 def superpixel_figures(scale: Scale) -> dict:
@@ -175,6 +188,7 @@ def map_figures(device: str, scale: Scale, workdir: Path, full_tile: bool) -> di
     figures = {
         "map_mpx_per_s": rate / 1e6,
         "map_gflops": flops * rate / 1e9,
+        "map_cpu_gflops": flops * rows[big]["pixels"] / rows[big]["cpu_seconds"] / 1e9,
         "full_tile_minutes": FULL_TILE_PX / rate / 60,
         "map_memory_ratio": rows[big]["peak_mb"] / rows[small]["peak_mb"],
     }
@@ -307,14 +321,11 @@ def main() -> None:
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
     scale = SCALES[size]
     side = 512 if args.tiny else 2048 if args.quick or device.type == "cpu" else 8192
-    before = matmul_peak(device, side)
+    before, cpu_peak = matmul_rates(device, side)
     figures, details = {}, {}
     runs = {
         "pretrain": lambda: pretrain_figures(device, scale),
-        "pooling": lambda: {
-            "figures": {"pooling_speedup": bench_pooling()["speedup"]},
-            "details": {},
-        },  # fmt: skip
+        "pooling": pooling_figures,
         "superpixels": lambda: superpixel_figures(scale),
         "map": lambda: map_figures(device.type, scale, args.workdir, args.full_tile),
         "probe": lambda: probe_figures(device.type, args.workdir, scale.probe_labels),
@@ -328,20 +339,22 @@ def main() -> None:
         details.update(result["details"])
         print(f"  {name}: {time.perf_counter() - tic:.0f} s", flush=True)
         # saved after every section: a run stopped by a time limit keeps what it measured
-        save(with_ratios(figures, before), details, info, device.type, size, args.out)
-    after = matmul_peak(device, side)
+        save(with_ratios(figures, before, cpu_peak), details, info, device.type, size, args.out)
+    after, cpu_after = matmul_rates(device, side)
     details["matmul_gflops_before_after"] = [before, after]
-    figures = with_ratios(figures, max(before, after))
+    figures = with_ratios(figures, max(before, after), max(cpu_peak, cpu_after))
     save(figures, details, info, device.type, size, args.out)
     print_table(figures, info)
     print(f"written {args.out}")
 
 
-def with_ratios(figures: dict, peak: float) -> dict:
-    """``figures`` with the matmul peak and every ``*_gflops`` over it as ``*_peak_ratio``."""
-    out = {**figures, "matmul_gflops": peak}
-    for name in [k for k in figures if k.endswith("_gflops") and k != "matmul_gflops"]:
-        out[name.replace("_gflops", "_peak_ratio")] = figures[name] / peak
+def with_ratios(figures: dict, peak: float, cpu_peak: float) -> dict:
+    """``figures`` with the matmul peak and every ``*_gflops`` over it as ``*_peak_ratio``;
+    ``*_cpu_gflops`` (per second of CPU time) over the matmul's per CPU second likewise."""
+    out = {**figures, "matmul_gflops": peak, "matmul_cpu_gflops": cpu_peak}
+    for name in [k for k in figures if k.endswith("_gflops")]:
+        ref = cpu_peak if name.endswith("_cpu_gflops") else peak
+        out[name.replace("_gflops", "_peak_ratio")] = figures[name] / ref
     return {k: out[k] for k in sorted(out, key=_order)}
 
 

@@ -130,7 +130,8 @@ def test_app_help_lists_every_command() -> None:
     for name in COMMANDS:
         assert name in result.output
     assert set(COMMANDS) == {
-        "synth", "stats", "superpixels", "pretrain", "probe", "map", "experiment", "demo",
+        "synth", "stats", "superpixels", "pretrain", "probe", "map", "map-many", "experiment",
+        "demo",
     }  # fmt: skip
 
 
