@@ -25,7 +25,8 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -m slow
 
-# The speed suite (benchmarks/README.md): one table, benchmarks/results/latest.json (~10 min).
+# The speed suite (benchmarks/README.md): one table, benchmarks/results/latest.json (~10 min on a
+# quiet 2-core machine once its scenes exist; the first run generates them, ~10 min more).
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
