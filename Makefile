@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench bench-real lint clean
+.PHONY: install demo test test-slow bench bench-slow bench-real lint clean
 
 install: $(STAMP)
 
@@ -25,8 +25,14 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -m slow
 
+# The speed suite (benchmarks/README.md): one table, benchmarks/results/latest.json (~10 min on a
+# quiet 2-core machine once its scenes exist; the first run generates them, ~10 min more).
 bench: install
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/run_all.py
+
+# The same plus a synthetic full Sentinel-2 tile (10980^2) generated and mapped (~10 min more).
+bench-slow: install
+	$(BIN)/python benchmarks/run_all.py --full-tile
 
 # Few-label mapping on the real chips in ../shared/data (not part of make test; ~1 h on 2 cores).
 bench-real: install

@@ -2,9 +2,10 @@
 
 Run: ``python benchmarks/bench_pretrain.py [--device auto|cpu|cuda] [--steps 5]``. Times the
 training step (forward + backward + Adam) of the default configuration (intermediate fusion,
-pixel method, crop 32, batch 32, width 16) on synthetic tensors; counts its FLOPs with
-``torch.utils.flop_counter``; measures the float32 matmul peak of the same device in the same run;
-and times random crops drawn from the demo data. Prints a table; nothing is asserted.
+pixel method, crop 32, batch 32, width 16) on demo crops drawn by the training DataLoader;
+counts its FLOPs with ``torch.utils.flop_counter``; measures the float32 matmul peak of the same
+device in the same run, and the share of the loop's time spent waiting for the next batch.
+Prints a table; nothing is asserted. ``run_all.py`` reuses these functions.
 """
 
 from __future__ import annotations
@@ -35,74 +36,49 @@ def sync(device: torch.device) -> None:
 
 def matmul_peak(device: torch.device, n: int, repeats: int = 10) -> float:
     """Best float32 GFLOP/s of an ``n x n`` matmul (2 n^3 FLOPs) on ``device``."""
+    return matmul_rates(device, n, repeats)[0]
+
+
+def matmul_rates(device: torch.device, n: int, repeats: int = 10) -> tuple[float, float]:
+    """Best float32 GFLOP/s of an ``n x n`` matmul per second of wall time and per second of
+    this process's CPU time (all threads). The second does not drop when other jobs share the
+    cores (threads waiting for them sleep: ``OMP_WAIT_POLICY=PASSIVE``)."""
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
     a @ b  # warm-up: thread pools, cuBLAS handles
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(repeats):
         sync(device)
-        tic = time.perf_counter()
+        tic, cpu_tic = time.perf_counter(), time.process_time()
         a @ b
         sync(device)
-        best = min(best, time.perf_counter() - tic)
-    return 2 * n**3 / best / 1e9
+        wall = min(wall, time.perf_counter() - tic)
+        cpu = min(cpu, max(time.process_time() - cpu_tic, 1e-9))
+    return 2 * n**3 / wall / 1e9, 2 * n**3 / cpu / 1e9
 
 
-def synthetic_batch(cfg: PretrainConfig, device: torch.device, block: int = 8) -> dict:
-    """Context crops (B, C, c, c) of random normalised bands, all valid, with square superpixels
-    of ``block`` pixels (about as many per 32-pixel crop as Felzenszwalb scale 200 gives)."""
-    c, b = context_size(cfg), cfg.batch
-    rows, cols = torch.meshgrid(torch.arange(c), torch.arange(c), indexing="ij")
-    segments = (rows // block) * c + cols // block
-    return {
-        "s1": torch.randn(b, len(cfg.s1_bands), c, c, device=device),
-        "s2": torch.randn(b, len(cfg.s2_bands), c, c, device=device),
-        "valid": torch.ones(b, c, c, dtype=torch.bool, device=device),
-        "segments": segments.expand(b, c, c).contiguous().to(device),
-    }
+def autocast(device: torch.device, precision: str):
+    """The autocast context Lightning's ``precision`` sets up: bf16 for ``bf16-mixed``."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
 
-def train_step(module: PretrainModule, optimizer: torch.optim.Optimizer, batch: dict) -> float:
+def train_step(
+    module: PretrainModule, optimizer: torch.optim.Optimizer, batch: dict, precision: str
+) -> float:
     """One optimiser step of the module's method on ``batch``; returns the loss."""
+    device = batch["valid"].device
     margin = view_margin(module.cfg.crop, module.cfg.max_shift)
-    params = sample_view_params(batch["valid"].shape[0], margin, device=batch["valid"].device)
-    loss = module.method.loss(module.model, batch, params)["loss"]
+    params = sample_view_params(batch["valid"].shape[0], margin, device=device)
+    with autocast(device, precision):
+        loss = module.method.loss(module.model, batch, params)["loss"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return float(loss.detach())
 
 
-def bench_step(cfg: PretrainConfig, device: torch.device, steps: int, warmup: int) -> dict:
-    module = PretrainModule(asdict(cfg), len(cfg.s1_bands), len(cfg.s2_bands), contract={})
-    module.to(device).train()
-    optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    batch = synthetic_batch(cfg, device)
-    with FlopCounterMode(display=False) as counter:
-        train_step(module, optimizer, batch)
-    for _ in range(warmup):
-        train_step(module, optimizer, batch)
-    times = []
-    for _ in range(steps):
-        sync(device)
-        tic = time.perf_counter()
-        train_step(module, optimizer, batch)
-        sync(device)
-        times.append(time.perf_counter() - tic)
-    seconds = median(times)
-    flops = counter.get_total_flops()
-    return {
-        "seconds": seconds,
-        "pixels_per_s": 2 * cfg.batch * cfg.crop**2 / seconds,  # two views per sample
-        "gflop": flops / 1e9,
-        "gflops": flops / seconds / 1e9,
-        "params": sum(p.numel() for p in module.model.parameters()),
-    }
-
-
-def bench_loading(cfg: PretrainConfig, crops: int) -> dict:
-    """Crops per second through the training DataLoader (main process) over the demo data:
-    a cold pass (patches read from the GeoTIFFs, superpixels from the cache) and a warm one."""
+def demo_loader(cfg: PretrainConfig) -> DataLoader:
+    """The training DataLoader of ``sarfuse pretrain`` over the demo data, superpixels cached."""
     source = resolve_source(None)
     sp = [SuperpixelParams(scale=s) for s in cfg.sp_scales]
     contract = make_contract(
@@ -110,24 +86,67 @@ def bench_loading(cfg: PretrainConfig, crops: int) -> dict:
         cfg.method,
     )  # fmt: skip
     patches = patch_dataset(source, contract, superpixels=superpixels_from_contract(contract)[0])
-    tic = time.perf_counter()
     compute_all(patches, progress=False)
-    superpixel_s = time.perf_counter() - tic
-    dataset = CropDataset(patches, context_size(cfg), cfg.crops_per_patch)
-    steps = max(crops // cfg.batch, 1)
-    rates = []
-    for _ in range(2):  # cold, then warm (patches held in the dataset's cache)
-        loader = DataLoader(dataset, batch_sampler=CropBatchSampler(steps * cfg.batch, cfg.batch))
+    crops = CropDataset(patches, context_size(cfg), cfg.crops_per_patch, seed=cfg.seed)
+    sampler = CropBatchSampler(len(crops), cfg.batch)
+    return DataLoader(crops, batch_sampler=sampler, num_workers=cfg.workers,
+                      persistent_workers=cfg.workers > 0)  # fmt: skip
+
+
+def bench_step(cfg: PretrainConfig, device: torch.device, steps: int, warmup: int) -> dict:
+    """Train ``steps`` timed steps (after ``warmup``) on demo crops through the real loader.
+
+    Returns the median step time (compute only), the FLOPs of one step (counted on the first),
+    and the share of the loop's wall time spent waiting for the next batch.
+    """
+    module = PretrainModule(asdict(cfg), len(cfg.s1_bands), len(cfg.s2_bands), contract={})
+    module.to(device).train()
+    optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    batches = iter(_endless(demo_loader(cfg)))
+    with FlopCounterMode(display=False) as counter:
+        train_step(module, optimizer, _to(next(batches), device), cfg.precision)
+    for _ in range(warmup):
+        train_step(module, optimizer, _to(next(batches), device), cfg.precision)
+    times, cpu, waits, losses = [], [], [], []
+    for _ in range(steps):
         tic = time.perf_counter()
-        for _ in loader:
-            pass
-        rates.append(steps * cfg.batch / (time.perf_counter() - tic))
+        batch = _to(next(batches), device)
+        sync(device)
+        mid, cpu_tic = time.perf_counter(), time.process_time()
+        losses.append(train_step(module, optimizer, batch, cfg.precision))
+        sync(device)
+        times.append(time.perf_counter() - mid)
+        cpu.append(time.process_time() - cpu_tic)
+        waits.append(mid - tic)
+    seconds = median(times)
+    flops = counter.get_total_flops()
     return {
-        "patches": len(patches),
-        "superpixel_s": superpixel_s,
-        "cold": rates[0],
-        "warm": rates[1],
+        "seconds": seconds,
+        "pixels_per_s": 2 * cfg.batch * cfg.crop**2 / seconds,  # two views per sample
+        "gflop": flops / 1e9,
+        "gflops": flops / seconds / 1e9,
+        "cpu_gflops": flops / max(median(cpu), 1e-9) / 1e9,  # per second of CPU time
+        "params": sum(p.numel() for p in module.model.parameters()),
+        "data_wait_fraction": sum(waits) / (sum(waits) + sum(times)),
+        "losses": losses,
     }
+
+
+def _endless(loader: DataLoader):
+    while True:
+        yield from loader
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def bench_config(batch: int, crop: int, width: int, precision: str = "32-true") -> PretrainConfig:
+    """The default configuration (intermediate fusion on the demo's S1 + S2 bands) resized."""
+    cfg = replace(PretrainConfig(), fusion="intermediate", batch=batch, crop=crop, width=width,
+                  precision=precision)  # fmt: skip
+    # the default band list names the demo data's bands ("all"): spell them out for the tensors
+    return replace(cfg, s2_bands=network_s2_bands(cfg.s2_bands, resolve_source(None).s2_bands()))
 
 
 def main() -> None:
@@ -138,24 +157,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=PretrainConfig.batch)
     parser.add_argument("--crop", type=int, default=PretrainConfig.crop)
     parser.add_argument("--width", type=int, default=PretrainConfig.width)
+    parser.add_argument("--precision", default=PretrainConfig.precision)
     parser.add_argument("--matmul", type=int, default=2048, help="side of the peak matmul")
-    parser.add_argument("--crops", type=int, default=1024, help="crops drawn per loading pass")
     args = parser.parse_args()
     device = torch.device(torch_device(args.device))
-    cfg = replace(PretrainConfig(), batch=args.batch, crop=args.crop, width=args.width)
-    # the default band list names the demo data's bands ("all"): spell them out for the tensors
-    cfg = replace(cfg, s2_bands=network_s2_bands(cfg.s2_bands, resolve_source(None).s2_bands()))
+    cfg = bench_config(args.batch, args.crop, args.width, args.precision)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"{cfg.fusion}/{cfg.method}, crop {cfg.crop} (context {context_size(cfg)}), "
-        f"batch {cfg.batch}, width {cfg.width}, D {cfg.feat_dim}, "
+        f"batch {cfg.batch}, width {cfg.width}, D {cfg.feat_dim}, {cfg.precision}, "
         f"{len(cfg.s1_bands)} S1 + {len(cfg.s2_bands)} S2 bands"
     )
     peak = matmul_peak(device, args.matmul)
     step = bench_step(cfg, device, args.steps, args.warmup)
     peak_after = matmul_peak(device, args.matmul)  # a second look: the load may have changed
-    load = bench_loading(cfg, args.crops)
     best_peak = max(peak, peak_after)
     rows = [
         ("network parameters", f"{step['params'] / 1e6:.3f} M"),
@@ -168,10 +184,7 @@ def main() -> None:
             f"{peak:.1f} / {peak_after:.1f} GFLOP/s",
         ),
         ("achieved / peak", f"{step['gflops'] / best_peak:.1%}"),
-        (f"superpixels, {load['patches']} demo patches", f"{load['superpixel_s']:.2f} s"),
-        ("crops/s, cold (read patches)", f"{load['cold']:,.0f}"),
-        ("crops/s, warm (cached patches)", f"{load['warm']:,.0f}"),
-        ("crops/s needed at this step rate", f"{cfg.batch / step['seconds']:,.0f}"),
+        ("share of time waiting for data", f"{step['data_wait_fraction']:.1%}"),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -130,8 +130,8 @@ def test_app_help_lists_every_command() -> None:
     for name in COMMANDS:
         assert name in result.output
     assert set(COMMANDS) == {
-        "synth", "stats", "superpixels", "pretrain", "probe", "map", "export", "experiment",
-        "demo",
+        "synth", "stats", "superpixels", "pretrain", "probe", "map", "map-many", "export",
+        "experiment", "demo",
     }  # fmt: skip
 
 

@@ -257,3 +257,20 @@ def test_compute_all_fills_the_cache_of_a_patch_dataset(cache, tmp_path):
     )
     with pytest.raises(SarfuseError, match="superpixel"):
         sp.compute_all(FakeDataset(), workers=1, progress=False)
+
+
+def test_a_warm_cache_is_checked_without_reading_patches(cache, tmp_path, monkeypatch):
+    source = discover(generate(tmp_path / "data", size=256, seed=3, patch=128))
+    dataset = PatchDataset(source, 128, superpixels=SuperpixelParams())
+    assert not dataset.segments_cached(0)
+    sp.compute_all(dataset, workers=1, progress=False)
+    assert all(dataset.segments_cached(i) for i in range(len(dataset)))
+    other = PatchDataset(source, 128, superpixels=SuperpixelParams(scale=50.0))
+    assert not other.segments_cached(0)  # other parameters: another cache entry
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("a cached patch was read")
+
+    monkeypatch.setattr(PatchDataset, "read_window", no_read)
+    warm = sp.compute_all(dataset, workers=1, progress=False)
+    assert (warm["computed"], warm["cached"]) == (0, 4)

@@ -293,6 +293,25 @@ def superpixels(
     )
 
 
+def _scale_out(cfg, devices: str | None, nodes: int | None, strategy: str | None,
+               precision: str | None) -> None:  # fmt: skip
+    """Set where a run trains (given options only: a resumed run keeps its own otherwise)."""
+    if devices is not None:
+        if devices != "auto" and not devices.isdigit():
+            raise SarfuseError(None, f"--devices takes a number or auto, got {devices!r}")
+        cfg.devices = devices if devices == "auto" else int(devices)
+    from typing import get_args
+
+    from sarfuse.ssl.config import Precision
+
+    if precision is not None and precision not in get_args(Precision):
+        choices = " | ".join(get_args(Precision))
+        raise SarfuseError(None, f"--precision takes {choices}, got {precision!r}")
+    for name, value in (("num_nodes", nodes), ("strategy", strategy), ("precision", precision)):
+        if value is not None:
+            setattr(cfg, name, value)
+
+
 @app.command()
 @friendly
 def pretrain(
@@ -339,8 +358,22 @@ def pretrain(
     ckpt_every: Annotated[
         int | None, typer.Option(help="Checkpoint every N steps (a kill loses at most N).")
     ] = None,
+    devices: Annotated[
+        str | None, typer.Option(help="Devices per node: a number, or auto (every GPU / one CPU).")
+    ] = None,
+    num_nodes: Annotated[
+        int | None, typer.Option(help="Machines (launched by torchrun or SLURM); default 1.")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="Lightning strategy: auto (DDP on several devices) | ddp.")
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="32-true (default) | bf16-mixed | 16-mixed (Lightning).")
+    ] = None,
 ) -> None:
-    """Self-supervised pretraining of a fusion network (no labels needed)."""
+    """Self-supervised pretraining of a fusion network (no labels needed).
+
+    Several GPUs or machines: --devices N --num-nodes M --strategy ddp (README: clusters)."""
     from sarfuse.ssl.config import PretrainConfig
     from sarfuse.ssl.train import pretrain as run
     from sarfuse.ssl.train import quiet_lightning
@@ -378,6 +411,7 @@ def pretrain(
         cfg.steps = steps
     if ckpt_every is not None:
         cfg.ckpt_every = ckpt_every
+    _scale_out(cfg, devices, num_nodes, strategy, precision)
     result = run(_data(data), out_dir, cfg, resume=resume)
     chosen = " (fusion auto: chosen from the data's sensors)" if cfg.fusion == "auto" else ""
     out.print(
@@ -560,6 +594,34 @@ def export(
         f"model: {result['path']}\ninput 'bands' (1, {len(result['inputs'])}, {tile}, {tile}): "
         f"{', '.join(result['inputs'])}\noutput 'probabilities': {', '.join(result['classes'])}"
     )
+
+
+@app.command("map-many")
+@friendly
+def map_many_cmd(
+    probe_dir: Annotated[Path, typer.Option("--probe", help="Folder written by `sarfuse probe`.")],
+    scenes: Annotated[
+        Path, typer.Option(help="Folder of scenes, or a samples.csv (columns s1,s2[,name]).")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder of the maps (<scene>.tif).")],
+    workers: Annotated[int, typer.Option(help="Scenes mapped at once on this machine.")] = 1,
+    shard: Annotated[
+        str, typer.Option(help="I/N: map every N-th scene from the I-th (SLURM job arrays).")
+    ] = "0/1",
+    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 512,
+    overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles.")] = 64,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Map many scenes with one probe: over --workers processes, and machines with --shard."""
+    from sarfuse.mapping.many import map_many, parse_shard, scene_list
+    from sarfuse.ssl.train import torch_device
+
+    todo = scene_list(scenes, parse_shard(shard))
+    options = {"tile": tile, "overlap": overlap, "device": torch_device(device)}
+    for done, (sample, result) in enumerate(map_many(probe_dir, todo, out_dir, workers,
+                                                     **options), 1):  # fmt: skip
+        state = "exists, skipped" if result is None else f"{result['tiles']} tiles"
+        out.print(f"[{done}/{len(todo)}] {sample.name}: {out_dir / sample.name}.tif ({state})")
 
 
 @app.command()

@@ -197,6 +197,24 @@ def _load(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     return seg if seg.shape == shape and seg.dtype == np.int64 else None
 
 
+def _sensors(has_s1: bool, has_s2: bool, s2_bands: Sequence[str]) -> str:
+    return f"s1={has_s1}|s2={tuple(s2_bands) if has_s2 else None}"
+
+
+def is_cached(
+    key: str, params: SuperpixelParams, has_s1: bool, has_s2: bool, s2_bands: Sequence[str],
+    shape: tuple[int, int],
+) -> bool:  # fmt: skip
+    """Whether :func:`patch_segments` would load these segments from the cache (a header read:
+    no pixel of the patch is needed, so a warm cache is checked without reading the inputs)."""
+    path = _cache_path(key, params, _sensors(has_s1, has_s2, s2_bands))
+    try:
+        seg = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return False
+    return seg.shape == shape and seg.dtype == np.int64
+
+
 def patch_segments(
     s1_db: np.ndarray | None,
     s2_refl: np.ndarray | None,
@@ -209,8 +227,7 @@ def patch_segments(
 
     ``key`` comes from :func:`cache_key` (input files + window); the bands used are added here.
     """
-    sensors = f"s1={s1_db is not None}|s2={None if s2_refl is None else tuple(s2_bands)}"
-    path = _cache_path(key, params, sensors)
+    path = _cache_path(key, params, _sensors(s1_db is not None, s2_refl is not None, s2_bands))
     seg = _load(path, valid.shape)
     if seg is not None:
         _counts["cached"] += 1
@@ -285,6 +302,10 @@ class Patches(Protocol):
 
 
 def _item_segments(dataset: Patches, index: int) -> None:
+    cached = getattr(dataset, "segments_cached", None)
+    if cached is not None and cached(index):  # a warm cache: no need to read the patch
+        _counts["cached"] += 1
+        return
     check("segments" in dataset[index], None, "the dataset was built without superpixel parameters")
 
 

@@ -187,3 +187,14 @@ def test_bad_predictions_raise(tmp_path):
     with pytest.raises(SarfuseError, match="class names"):
         map_scene(_predict(False), read, info, tmp_path / "m.tif", K, class_names=["a"])
     assert not (tmp_path / "m.tif").exists()
+
+
+@pytest.mark.parametrize("batch", [2, 5])
+def test_batched_map_equals_tile_by_tile(tmp_path, batch):
+    x, valid, info = _scene()
+    predict, read = _predict(True), _reader(x, valid)
+    one = map_scene(predict, read, info, tmp_path / "one.tif", K, **TILES)
+    many = map_scene(predict, read, info, tmp_path / "many.tif", K, **TILES, batch_tiles=batch,
+                     predict_many=lambda tiles: np.stack([predict(t) for t in tiles]))  # fmt: skip
+    assert one["class_pixels"] == many["class_pixels"]
+    np.testing.assert_array_equal(_read(tmp_path / "one.tif"), _read(tmp_path / "many.tif"))

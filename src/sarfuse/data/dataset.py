@@ -182,6 +182,20 @@ class PatchDataset(Dataset):
         item["window"] = (int(window.row_off), int(window.col_off))
         return item
 
+    def segments_cached(self, index: int) -> bool:
+        """Whether every superpixel segmentation of patch ``index`` is cached (nothing is read)."""
+        if self.superpixels is None:
+            return False
+        i, window = self.patches[index]
+        sample, shape = self.source.samples[i], (self.patch_size, self.patch_size)
+        key = sp.cache_key(
+            [sample.s1, sample.s2], (int(window.row_off), int(window.col_off), *shape)
+        )
+        params = self.superpixels
+        scales = [params] if isinstance(params, sp.SuperpixelParams) else list(params)
+        has = {s: s in self._read_sensors for s in ("s1", "s2")}
+        return all(sp.is_cached(key, p, has["s1"], has["s2"], self._s2_read, shape) for p in scales)
+
     def _segments(
         self, sample: Sample, raw: dict[str, np.ndarray], valid: np.ndarray, window: Window
     ) -> np.ndarray:

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from sarfuse.data.raster import RasterInfo, open_writer
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path, atomic_write_text
+from sarfuse.mapping.batching import PredictManyFn, TileBatcher
 from sarfuse.mapping.tiling import Window, normalise, tile_windows, window_weights
 
 ReadFn = Callable[[Window], dict[str, np.ndarray]]  # (row, col, h, w) -> inputs incl. "valid"
@@ -77,12 +78,11 @@ class _Acc:
         ) if with_proba else None
 
 
-def _predict_tile(
-    predict_fn: PredictFn, read_fn: ReadFn, window: Window, num_classes: int
+def _checked_tile(
+    window: Window, proba: np.ndarray, inputs: dict, num_classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    inputs = read_fn(window)
     valid = np.asarray(inputs["valid"], dtype=bool)
-    proba = np.asarray(predict_fn(inputs), dtype=np.float32)
+    proba = np.asarray(proba, dtype=np.float32)
     if proba.shape != (num_classes, window[2], window[3]) or valid.shape != window[2:]:
         raise SarfuseError(
             None,
@@ -239,13 +239,18 @@ def map_scene(
     progress: bool = True,
     resume: bool = True,
     key: Mapping[str, Any] | None = None,
+    predict_many: PredictManyFn | None = None,
+    batch_tiles: int = 1,
 ) -> dict[str, Any]:
     """Predict a scene tile by tile and write a uint8 class GeoTIFF on ``info``'s grid.
 
     ``read_fn(window)`` returns the tile's inputs with a ``"valid"`` ``(h, w)`` mask;
-    ``predict_fn(inputs)`` returns ``(K, h, w)`` probabilities. Writes ``out_path`` (classes,
-    colour table, class names in the ``class_names`` tag) and optionally ``probabilities_path``
-    (float32, K bands, NaN where invalid). Returns a summary with the pixel count per class.
+    ``predict_fn(inputs)`` returns ``(K, h, w)`` probabilities, or ``predict_many`` (a list of
+    tiles' inputs -> ``(N, K, h, w)``) predicts ``batch_tiles`` tiles a call; the next tiles
+    are read in a thread meanwhile (:class:`~sarfuse.mapping.batching.TileBatcher`). Writes
+    ``out_path`` (classes, colour table, class names in the ``class_names`` tag) and optionally
+    ``probabilities_path`` (float32, K bands, NaN where invalid). Returns a summary with the
+    pixel count per class.
     ``key`` (JSON-able) names what else the job depends on (inputs, models): kept rows of a job
     with another key are discarded, never spliced into this map.
     """
@@ -281,8 +286,12 @@ def map_scene(
                  unit="tile", leave=False)
         )  # fmt: skip
 
+        order = [w for i in todo for w in tile_rows[starts[i]]]
+        many = predict_many or (lambda tiles: np.stack([predict_fn(t) for t in tiles]))
+        batcher = stack.enter_context(TileBatcher(order, read_fn, many, batch_tiles))
+
         def predict(window: Window) -> _Acc:
-            proba, valid = _predict_tile(predict_fn, read_fn, window, num_classes)
+            proba, valid = _checked_tile(window, *batcher(window), num_classes)
             weight = window_weights(window, *info.shape, overlap)
             bar.update()
             return _Acc(proba * weight, weight, valid)

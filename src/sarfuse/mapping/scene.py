@@ -9,7 +9,7 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from sarfuse.checkpoint import load_pretrained
+from sarfuse.checkpoint import Pretrained, load_pretrained
 from sarfuse.data.layouts import DataSource, Sample
 from sarfuse.data.products import scene_sample
 from sarfuse.data.schemes import ClassScheme
@@ -22,6 +22,7 @@ from sarfuse.mapping.features import TRAINED_ON_SPLIT, FeatureMaker
 from sarfuse.mapping.inference import map_scene
 from sarfuse.mapping.probe import load_classifier, predict_proba
 from sarfuse.mapping.workflow import ProbeConfig, open_patches
+from sarfuse.models.folding import fold_batchnorm
 
 GDAL_CACHE_BYTES = 128 * 2**20  # GDAL block cache while mapping (bytes: small ints mean MB)
 
@@ -68,7 +69,14 @@ def load_mapper(probe_dir: str | Path, checkpoint: str | Path | None, device: st
             )
         if kind == "random":
             net = net.randomised(meta.get("seed", 0))
+        net = for_inference(net)
     return clf, meta, FeatureMaker(kind, net, device)
+
+
+def for_inference(net: Pretrained) -> Pretrained:
+    """A copy of ``net`` for mapping: BatchNorm folded into the convolutions, channels-last."""
+    model = fold_batchnorm(net.model).to(memory_format=torch.channels_last)
+    return Pretrained(model, net.contract, net.path)
 
 
 def map_files(
@@ -86,6 +94,7 @@ def map_files(
     label: str | Path | None = None,
     cog: bool = True,
     s2_offset: float | None = None,
+    batch_tiles: int = 4,
 ) -> dict:
     """Map the scene given by its S1 and/or S2 GeoTIFF to a classified GeoTIFF at ``out``.
 
@@ -97,6 +106,8 @@ def map_files(
     shown beside the map in the quicklook.
     ``out`` is locked while mapping (a second run on it is refused); an interrupted map keeps
     its finished rows and a rerun of the same job (same inputs, probe and checkpoint) resumes.
+    ``batch_tiles`` tiles go through the network in one call (more uses a GPU better; memory
+    grows with it, not with the scene).
     """
     if tile < 8 or tile % 8 or not 0 <= overlap < tile // 2:
         raise SarfuseError(
@@ -108,7 +119,7 @@ def map_files(
         try:
             return _map_files(
                 probe_dir, Path(out), s1, s2, checkpoint, tile, overlap, probabilities, device,
-                progress, quicklook, label, cog, s2_offset,
+                progress, quicklook, label, cog, s2_offset, batch_tiles,
             )  # fmt: skip
         except KeyboardInterrupt:
             raise _interrupted(Path(out)) from None
@@ -166,6 +177,7 @@ def _map_files(
     label: str | Path | None,
     cog: bool,
     s2_offset: float | None,
+    batch_tiles: int,
 ) -> dict:
     """:func:`map_files` once ``out`` is locked."""
     clf, meta, maker = load_mapper(probe_dir, checkpoint, device)
@@ -187,9 +199,14 @@ def _map_files(
         row, col, h, w = window
         return reader.read_window(0, Window(col, row, w, h))
 
+    def predict_many(tiles: list[dict]) -> np.ndarray:
+        keys = [k for k, v in tiles[0].items() if isinstance(v, torch.Tensor)]
+        batch = {k: torch.stack([t[k] for t in tiles]) for k in keys}  # (N, C, h, w)
+        with torch.inference_mode():
+            return predict_proba(clf, maker(batch)).numpy()
+
     def predict_fn(inputs: dict) -> np.ndarray:
-        batch = {k: v[None] for k, v in inputs.items() if isinstance(v, torch.Tensor)}
-        return predict_proba(clf, maker(batch))[0].numpy()
+        return predict_many([inputs])[0]
 
     # GDAL keeps decoded blocks until a file closes, up to 5% of RAM: capped, so that memory
     # stays flat in scene size while the inputs stay open for the whole map.
@@ -207,6 +224,8 @@ def _map_files(
             probabilities_path=out.with_name(out.stem + "_proba.tif") if probabilities else None,
             progress=progress,
             key=key,
+            predict_many=predict_many,
+            batch_tiles=batch_tiles,
         )
     if not any(result["class_pixels"].values()):  # whole-file reads refuse this, windows cannot
         raise SarfuseError(

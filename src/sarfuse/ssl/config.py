@@ -11,6 +11,7 @@ from sarfuse.models.fusion import FusionChoice
 
 MethodName = Literal["pixel", "mcl", "dcca", "dcca_image"]
 Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 
 
 @dataclass
@@ -64,6 +65,12 @@ class PretrainConfig:
     seed: int = 0  # seeds torch, numpy and python
     device: Device = "auto"  # cuda when present
     workers: int = 0  # DataLoader worker processes
+    # Lightning's precision: bf16-mixed autocasts convolutions to bfloat16 (GPUs, and CPUs with
+    # AMX / AVX-512 BF16, where it is faster); the default keeps float32
+    precision: Precision = "32-true"
+    devices: int | str = "auto"  # devices per node (Lightning); auto = every GPU, or one CPU
+    num_nodes: int = 1  # machines of a multi-node run (launched by torchrun or SLURM)
+    strategy: str = "auto"  # Lightning strategy; auto = DDP when there is more than one device
     ckpt_every: int = 50  # also checkpoint every N steps (and at every epoch end)
     extra: dict = field(default_factory=dict)  # free-form notes kept with the run
 

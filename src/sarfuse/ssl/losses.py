@@ -40,18 +40,43 @@ def hard_negative_nt_xent(
     n = z1.shape[0]
     check(n >= 2, None, f"a contrastive loss needs at least 2 pairs, got {n}")
     check(0.0 <= tau_plus < 1.0, None, f"tau_plus must be in [0, 1), got {tau_plus}")
-    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2N, D)
-    sim = z @ z.T / temperature  # (2N, 2N)
+    z = torch.cat([z1, z2])  # (2N, D)
     idx = torch.arange(2 * n, device=z.device)
-    partner = (idx + n) % (2 * n)
-    s_pos = sim[idx, partner]  # (2N,)
+    return hard_negative_rows(z, z, idx, (idx + n) % (2 * n), temperature, tau_plus, beta).mean()
+
+
+def hard_negative_rows(
+    anchors: Tensor,
+    bank: Tensor,
+    self_idx: Tensor,
+    partner_idx: Tensor,
+    temperature: float = 0.5,
+    tau_plus: float = 0.1,
+    beta: float = 1.0,
+) -> Tensor:
+    """The loss of :func:`hard_negative_nt_xent` for each of A ``anchors`` (A, D) against all
+    rows of ``bank`` (M + 2, D); (A,). Anchor ``a`` is row ``self_idx[a]`` of the bank, its
+    positive row ``partner_idx[a]``, every other row a negative. With the bank gathered from
+    all ranks (:mod:`sarfuse.ssl.distributed`), each rank computes its own anchors' losses.
+    """
+    same = bank is anchors
+    anchors = F.normalize(anchors, dim=1)
+    bank = anchors if same else F.normalize(bank, dim=1)
+    sim = anchors @ bank.T / temperature  # (A, M + 2)
+    rows = torch.arange(len(anchors), device=sim.device)
+    s_pos = sim[rows, partner_idx]  # (A,)
+    # the negatives of each anchor: its row of sim without itself and its partner, which are
+    # left out of a masked log-sum-exp (no boolean indexing, which costs a sync and a copy)
     others = torch.ones_like(sim, dtype=torch.bool)
-    others[idx, idx] = False
-    others[idx, partner] = False
-    m = 2 * n - 2
-    s_neg = sim[others].reshape(2 * n, m)  # (2N, M)
+    others[rows, self_idx] = False
+    others[rows, partner_idx] = False
+    m = bank.shape[0] - 2
+
+    def lse_neg(scale: float) -> Tensor:  # log sum over the M negatives of exp(scale * s)
+        return torch.logsumexp((scale * sim).masked_fill(~others, -math.inf), 1)
+
     # log sum(w exp(s)) with w normalised to mean 1
-    log_ng = torch.logsumexp((beta + 1) * s_neg, 1) - torch.logsumexp(beta * s_neg, 1) + math.log(m)
+    log_ng = lse_neg(beta + 1) - lse_neg(beta) + math.log(m)
     if tau_plus > 0:
         gap = math.log(tau_plus * m) + s_pos - log_ng  # < 0 while the debiased sum is positive
         # clamping the gap at -1e-6 bounds the gradient; it changes nothing for t > 0.15, where
@@ -60,7 +85,7 @@ def hard_negative_nt_xent(
         debiased = log_ng + torch.log(-torch.expm1(safe)) - math.log1p(-tau_plus)
         log_ng = torch.where(gap < 0, debiased, torch.full_like(debiased, -math.inf))
         log_ng = log_ng.clamp(min=math.log(m) - 1.0 / temperature)
-    return (torch.logaddexp(s_pos, log_ng) - s_pos).mean()
+    return torch.logaddexp(s_pos, log_ng) - s_pos
 
 
 def dcca_loss(h1: Tensor, h2: Tensor, eps: float = 1e-3, k: int | None = None) -> Tensor:

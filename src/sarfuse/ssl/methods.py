@@ -24,8 +24,9 @@ from torch import Tensor, nn
 
 from sarfuse.errors import SarfuseError, check
 from sarfuse.models.fusion import FUSIONS, FusionName, FusionNet, ProbeKind
+from sarfuse.ssl.distributed import contrast_loss, world
 from sarfuse.ssl.heads import ProjectionHead
-from sarfuse.ssl.losses import dcca_loss, hard_negative_nt_xent
+from sarfuse.ssl.losses import dcca_loss
 from sarfuse.ssl.pooling import paired_superpixel_mean
 from sarfuse.ssl.views import ViewParams, align_to_view1, make_views
 
@@ -97,7 +98,8 @@ class ContrastMethod(Method):
         self.temperature, self.tau_plus, self.beta = temperature, tau_plus, beta
 
     def contrast(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return hard_negative_nt_xent(z1, z2, self.temperature, self.tau_plus, self.beta)
+        """The loss of pairs (z1, z2); under DDP with negatives from every rank."""
+        return contrast_loss(z1, z2, self.temperature, self.tau_plus, self.beta)
 
 
 class PixelMethod(ContrastMethod):
@@ -203,7 +205,8 @@ class PixelMethod(ContrastMethod):
 
     def _superpixel_term(self, f1: Tensor, f2: Tensor, segments: Tensor, mask: Tensor) -> Tensor:
         p1, p2, _, _ = paired_superpixel_mean(f1, f2, segments, mask, self.max_segments)
-        return self.contrast(p1, p2) if len(p1) >= 2 else _zero(f1)
+        # under DDP every rank must join the gather, whatever its own superpixel count
+        return self.contrast(p1, p2) if len(p1) >= 2 or world()[1] > 1 else _zero(f1)
 
 
 class MCLMethod(ContrastMethod):

@@ -61,6 +61,9 @@ class PretrainModule(L.LightningModule):
         self.cfg = PretrainConfig.from_dict(config)
         cfg = self.cfg
         self.model = build_model(cfg.fusion, s1_channels, s2_channels, cfg.width, cfg.feat_dim)
+        # channels-last weights make every convolution run channels-last (oneDNN's and cuDNN's
+        # fast layout) and the features it pools a free view (benchmarks/README.md)
+        self.model.to(memory_format=torch.channels_last)
         options = {
             "temperature": cfg.temperature,
             "tau_plus": cfg.tau_plus,

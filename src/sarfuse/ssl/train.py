@@ -210,7 +210,7 @@ def _pretrain(
     )
     log = LossLog(run_dir / "loss.csv")
     accel = accelerator(config.device)
-    world = torch.cuda.device_count() if accel == "gpu" else 1  # the ranks of devices="auto"
+    world = world_size(accel, config.devices, config.num_nodes)
     total = config.steps if config.steps is not None else config.epochs * sampler.epoch_steps(world)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -219,9 +219,10 @@ def _pretrain(
         warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
         trainer = L.Trainer(
             accelerator=accel,
-            devices="auto",
-            # most methods leave some heads unused (MCL: the decoder), which plain DDP refuses
-            strategy="ddp_find_unused_parameters_true" if world > 1 else "auto",
+            devices=config.devices,
+            num_nodes=config.num_nodes,
+            strategy=lightning_strategy(config.strategy, world),
+            precision=config.precision,
             # a run's length is counted in steps only: resumed from a checkpoint written at an
             # epoch end or at the end of a run, Lightning replays that epoch for one batch and
             # its epoch count runs ahead, so max_epochs would stop the run short of its steps
@@ -246,7 +247,7 @@ def _pretrain(
             raise
     from sarfuse.plots import plot_loss_curve
 
-    if (run_dir / "loss.csv").exists():
+    if trainer.is_global_zero and (run_dir / "loss.csv").exists():
         plot_loss_curve(run_dir / "loss.csv", run_dir / "loss.png")
     first, last = _first_last_loss(run_dir / "loss.csv")
     from sarfuse.modelcard import checkpoint_card, write_model_card
@@ -270,6 +271,21 @@ def _interrupted(run_dir: Path, ckpt: Path, step: int) -> Interrupted:
         f"stopped at step {step}; the checkpoint {ckpt.name} holds step {saved}; resume with "
         f"`sarfuse pretrain --resume --out {run_dir}`",
     )
+
+
+def world_size(accel: str, devices: int | str, num_nodes: int) -> int:
+    """Ranks of a run: devices per node (``auto``: every GPU, or one CPU process) x nodes."""
+    if devices == "auto":
+        devices = torch.cuda.device_count() if accel == "gpu" else 1
+    return int(devices) * num_nodes
+
+
+def lightning_strategy(strategy: str, world: int) -> str:
+    """The Lightning strategy for ``strategy``: DDP for several ranks, allowing unused parameters,
+    since most methods leave some heads unused (MCL: the decoder), which plain DDP refuses."""
+    if strategy in ("ddp", "auto") and world > 1:
+        return "ddp_find_unused_parameters_true"
+    return strategy
 
 
 def _resolved(config: PretrainConfig, sensors: tuple[str, ...]) -> PretrainConfig:
@@ -325,7 +341,14 @@ def _first_last_loss(path: Path, window: int = 10) -> tuple[float | None, float 
     return sum(losses[:w]) / w, sum(losses[-w:]) / w
 
 
-RUN_ONLY = ("device", "workers", "ckpt_every")  # where and how a run trains, not what it learns
+RUN_ONLY = (
+    "device",
+    "workers",
+    "ckpt_every",
+    "devices",
+    "num_nodes",
+    "strategy",
+)  # where and how a run trains, not what it learns
 
 
 def changed_settings(run_dir: Path, config: PretrainConfig) -> str | None:
