@@ -130,16 +130,26 @@ def _check_values(
             _check_labels(sample.label, scheme, grids["label"])
             continue
         for path in _files(sample.get(role)):
-            stamp = path.stat()
-            if not _file_has_data(str(path), role, stamp.st_size, stamp.st_mtime_ns):
+            size, mtime = _stamp(path)
+            if not _file_has_data(str(path), role, size, mtime):
                 usable = False
             elif role == "s2" and not isinstance(sample.s2, dict):
-                hint = _band_order_hint(str(path), stamp.st_size, stamp.st_mtime_ns)
+                hint = _band_order_hint(str(path), size, mtime)
                 if hint:
                     warn(path, hint)
     if not usable:
         warn(sample_file(sample, roles[0]), "no valid pixel (all NaN/nodata or all zero); skipped")
     return usable
+
+
+def _stamp(path: Path | str) -> tuple[int, int]:
+    """(size, mtime) of a local file, the cache key of its checks; (0, 0) for a GDAL virtual
+    path or URL (``/vsizip/...``, ``/vsicurl/...``), which has no local stamp."""
+    local = Path(path)
+    if not local.is_file():
+        return 0, 0
+    stat = local.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def sample_file(sample: Sample, role: str) -> str:
