@@ -35,7 +35,7 @@ def test_checkpoint_card(scene, tmp_path):
     assert card["training"]["loss"].startswith("The paper's superpixel-level")
     assert card["sensors"] == ["S1", "S2"] and card["bands"]["S1"] == ["VV", "VH"]
     assert card["data"] == {
-        "root": str(scene), "layout": "csv", "samples": 1, "labels": "dfc2020",
+        "root": str(scene), "layout": "csv", "samples": 1, "labels": None,  # dropped unread
         "labels_used": False,
     }  # fmt: skip
     assert card["normalisation"]["mean_std"]["s1"]["VV"] == [-9.02, 3.58]  # the paper's stats

@@ -391,12 +391,24 @@ def test_map_rerun_with_another_probe_starts_over(
     calls = {"n": 0}
 
     def interrupted_after_two_bands(predict_fn, *args, **kwargs):
-        def predict(inputs):
-            calls["n"] += 1
+        many = kwargs.get("predict_many")
+
+        def count(tiles: int) -> None:
+            calls["n"] += tiles
             if calls["n"] > 12:
                 raise KeyboardInterrupt
+
+        def predict(inputs):
+            count(1)
             return predict_fn(inputs)
 
+        if many is not None:  # several tiles per call (the default)
+
+            def predict_many(tiles):
+                count(len(tiles))
+                return many(tiles)
+
+            kwargs["predict_many"] = predict_many
         return real(predict, *args, **kwargs)
 
     out = tmp_path / "map.tif"

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from sarfuse import __version__
 from sarfuse.errors import Interrupted, SarfuseError, SarfuseWarning
+from sarfuse.mapping.config import MapConfig
 
 app = typer.Typer(
     help="Self-supervised SAR-optical (Sentinel-1/-2) fusion and few-label land-cover mapping.",
@@ -536,14 +537,19 @@ def map_cmd(
     checkpoint: Annotated[
         Path | None, typer.Option(help="Checkpoint (default: the probe's).")
     ] = None,
-    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 512,
-    overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles.")] = 64,
+    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = MapConfig.tile,
+    overlap: Annotated[
+        int, typer.Option(help="Overlap of neighbouring tiles.")
+    ] = MapConfig.overlap,
     probabilities: Annotated[
         bool, typer.Option(help="Also write class probabilities (float32, a band per class).")
     ] = False,
     cog: Annotated[
         bool, typer.Option(help="Write Cloud Optimized GeoTIFFs with overviews.")
     ] = True,
+    batch_tiles: Annotated[
+        int, typer.Option(help="Tiles per forward pass (more suits a GPU; memory grows).")
+    ] = MapConfig.batch_tiles,
     device: DeviceOpt = "auto",
     s2_offset: S2OffsetOpt = None,
 ) -> None:
@@ -566,6 +572,7 @@ def map_cmd(
         device=torch_device(device),
         cog=cog,
         s2_offset=s2_offset,
+        batch_tiles=batch_tiles,
     )
     out.print(
         f"map: {result['path']} ({result['tiles']} tiles)\nquicklook: {result['quicklook']}\n"
@@ -608,8 +615,10 @@ def map_many_cmd(
     shard: Annotated[
         str, typer.Option(help="I/N: map every N-th scene from the I-th (SLURM job arrays).")
     ] = "0/1",
-    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 512,
-    overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles.")] = 64,
+    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = MapConfig.tile,
+    overlap: Annotated[
+        int, typer.Option(help="Overlap of neighbouring tiles.")
+    ] = MapConfig.overlap,
     device: DeviceOpt = "auto",
 ) -> None:
     """Map many scenes with one probe: over --workers processes, and machines with --shard."""

@@ -32,6 +32,7 @@ from sarfuse.data.indices import compute_indices, required_bands
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path
+from sarfuse.mapping.config import check_tiling
 
 EXPORTABLE = ("pretrained", "pretrained+raw", "raw")
 OPSET = 17
@@ -160,10 +161,7 @@ def export_onnx(
         import onnx
     except ImportError:
         raise SarfuseError(None, "export needs onnx: pip install 'sarfuse[export]'") from None
-    if tile % 8 or not 0 <= overlap < tile // 2:
-        raise SarfuseError(
-            None, f"--tile must be a multiple of 8 and --overlap < tile/2, got {tile}, {overlap}"
-        )
+    check_tiling(tile, overlap)
     graph, layout, scheme, meta = build_graph(probe_dir, checkpoint)
     example = torch.zeros(1, len(layout.names), tile, tile)
     with atomic_path(out, suffix=".onnx") as tmp, warnings.catch_warnings():

@@ -33,6 +33,7 @@ from sarfuse.data.raster import RasterInfo, open_writer
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path, atomic_write_text
 from sarfuse.mapping.batching import PredictManyFn, TileBatcher
+from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.tiling import Window, normalise, tile_windows, window_weights
 
 ReadFn = Callable[[Window], dict[str, np.ndarray]]  # (row, col, h, w) -> inputs incl. "valid"
@@ -230,8 +231,8 @@ def map_scene(
     info: RasterInfo,
     out_path: str | Path,
     num_classes: int,
-    tile: int = 512,
-    overlap: int = 64,
+    tile: int = MapConfig.tile,
+    overlap: int = MapConfig.overlap,
     colormap: Mapping[int, Sequence[int]] | None = None,
     class_names: Sequence[str] | None = None,
     probabilities_path: str | Path | None = None,

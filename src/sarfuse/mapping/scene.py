@@ -18,6 +18,7 @@ from sarfuse.errors import Interrupted, SarfuseError
 from sarfuse.io_utils import file_digest
 from sarfuse.lock import output_lock
 from sarfuse.mapping.cog import publish_map
+from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.features import TRAINED_ON_SPLIT, FeatureMaker
 from sarfuse.mapping.inference import map_scene
 from sarfuse.mapping.probe import load_classifier, predict_proba
@@ -85,8 +86,8 @@ def map_files(
     s1: str | Path | None = None,
     s2: str | Path | None = None,
     checkpoint: str | Path | None = None,
-    tile: int = 512,
-    overlap: int = 64,
+    tile: int = MapConfig.tile,
+    overlap: int = MapConfig.overlap,
     probabilities: bool = False,
     device: str = "cpu",
     progress: bool = True,
@@ -94,7 +95,7 @@ def map_files(
     label: str | Path | None = None,
     cog: bool = True,
     s2_offset: float | None = None,
-    batch_tiles: int = 4,
+    batch_tiles: int = MapConfig.batch_tiles,
 ) -> dict:
     """Map the scene given by its S1 and/or S2 GeoTIFF to a classified GeoTIFF at ``out``.
 
@@ -109,12 +110,7 @@ def map_files(
     ``batch_tiles`` tiles go through the network in one call (more uses a GPU better; memory
     grows with it, not with the scene).
     """
-    if tile < 8 or tile % 8 or not 0 <= overlap < tile // 2:
-        raise SarfuseError(
-            None,
-            f"--tile must be a multiple of 8 (at least 8) and 0 <= --overlap < tile/2, "
-            f"got --tile {tile}, --overlap {overlap}",
-        )
+    MapConfig(tile, overlap, batch_tiles)  # refuses a bad tiling before any work
     with output_lock(out, folder=False):
         try:
             return _map_files(

@@ -1,0 +1,30 @@
+"""How a scene is cut into tiles for mapping: the defaults and the one rule on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sarfuse.errors import SarfuseError
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    tile: int = 512  # tile side in pixels: a multiple of 8, as the ResUnet downsamples by 8
+    overlap: int = 64  # pixels shared with each neighbour, blended (below tile/2)
+    batch_tiles: int = 4  # tiles per forward pass (memory grows with it, not with the scene)
+
+    def __post_init__(self) -> None:
+        check_tiling(self.tile, self.overlap)
+        if self.batch_tiles < 1:
+            raise SarfuseError(None, f"--batch-tiles must be >= 1, got {self.batch_tiles}")
+
+
+def check_tiling(tile: int, overlap: int) -> None:
+    """Refuse a tile the network cannot take whole (not a multiple of 8) or an overlap that
+    lets a tile's two blended edges meet (not below tile/2)."""
+    if tile < 8 or tile % 8 or not 0 <= overlap < tile // 2:
+        raise SarfuseError(
+            None,
+            f"--tile must be a multiple of 8 (at least 8) and 0 <= --overlap < tile/2, "
+            f"got --tile {tile}, --overlap {overlap}",
+        )

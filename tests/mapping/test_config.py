@@ -1,0 +1,38 @@
+"""The tiling rule lives in MapConfig alone; the CLI and the library read their defaults there."""
+
+import inspect
+
+import pytest
+
+from sarfuse import cli
+from sarfuse.errors import SarfuseError
+from sarfuse.export import export_onnx
+from sarfuse.mapping.config import MapConfig, check_tiling
+from sarfuse.mapping.scene import map_files
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap"), [(12, 0), (0, 0), (512, 256), (512, -1), (64, 40)]
+)  # fmt: skip
+def test_a_tiling_the_network_cannot_take_is_refused(tile: int, overlap: int) -> None:
+    with pytest.raises(SarfuseError, match="--tile must be a multiple of 8"):
+        check_tiling(tile, overlap)
+
+
+def test_valid_tilings_and_batch_size() -> None:
+    check_tiling(8, 0)
+    check_tiling(512, 255)
+    assert MapConfig(256, 32, 2).batch_tiles == 2
+    with pytest.raises(SarfuseError, match="--batch-tiles"):
+        MapConfig(batch_tiles=0)
+
+
+def test_defaults_come_from_the_config() -> None:
+    cfg = MapConfig()
+    for fn in (cli.map_cmd, cli.map_many_cmd, map_files):
+        params = inspect.signature(fn).parameters
+        assert params["tile"].default == cfg.tile and params["overlap"].default == cfg.overlap
+        if "batch_tiles" in params:
+            assert params["batch_tiles"].default == cfg.batch_tiles
+    with pytest.raises(SarfuseError, match="--tile must be a multiple of 8"):
+        export_onnx("unused", "unused.onnx", tile=100)
