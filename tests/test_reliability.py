@@ -448,3 +448,21 @@ def test_no_labelled_patch_names_the_label_file(scene: Path, tmp_path: Path) -> 
         one_line(result)
         == f"error: {label}: no patch has a labelled pixel (every label is nodata or ignored)"
     )
+
+
+@pytest.mark.parametrize("variable", ["RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"])
+def test_a_secondary_rank_writes_under_rank_zeros_lock(
+    tmp_path: Path, monkeypatch, variable: str
+) -> None:
+    """Rank 0 holds the run folder's lock; the ranks Lightning or torchrun start beside it must
+    not be refused by it (they run the same command in the same folder)."""
+    from sarfuse.lock import output_lock
+
+    with output_lock(tmp_path / "run"):
+        monkeypatch.setenv(variable, "1")
+        with output_lock(tmp_path / "run"):
+            pass
+        monkeypatch.setenv(variable, "0")
+        with pytest.raises(SarfuseError, match="another sarfuse run"):
+            with output_lock(tmp_path / "run"):
+                pass

@@ -68,10 +68,24 @@ def _try_create(path: Path, output: str | Path) -> bool:
     return True
 
 
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # torchrun, Lightning, SLURM
+
+
+def secondary_rank() -> bool:
+    """Whether this process is a rank other than 0 of a distributed run: its rank 0 holds the
+    lock for the whole run (Lightning starts the other ranks by running the command again)."""
+    return any(os.environ.get(name, "0").strip() not in ("", "0") for name in RANK_VARIABLES)
+
+
 @contextmanager
 def output_lock(output: str | Path, folder: bool = True) -> Iterator[Path]:
-    """Hold the lock of ``output`` for the block; raise when another live run holds it."""
+    """Hold the lock of ``output`` for the block; raise when another live run holds it.
+
+    A secondary rank of a distributed run takes no lock: rank 0 holds it for all ranks."""
     path = lock_path(output, folder)
+    if secondary_rank():
+        yield path
+        return
     created = not path.parent.exists()
     try:
         make_parent(path)
