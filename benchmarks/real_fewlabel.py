@@ -39,7 +39,6 @@ SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 N_EVAL = 32
 PRETRAIN = {"steps": 300, "patch_size": 128, "crops_per_patch": 64}
-DEVICE = "cpu"  # where probes (linear, supervised) train: --probe-device
 
 # name -> ProbeConfig overrides; "net" rows need the pretrained checkpoint
 ROWS: dict[str, dict] = {
@@ -114,10 +113,12 @@ def zero_label_rows(source: DataSource, feats: PatchFeatures, split, threshold) 
     return out
 
 
-def probe_rows(source, feats, split, ckpt, n, seed, out: Path, rows: dict) -> list[dict]:
+def probe_rows(
+    source, feats, split, ckpt, n, seed, out: Path, rows: dict, device: str = "cpu"
+) -> list[dict]:
     results = []
     for name, overrides in rows.items():
-        cfg = replace(ProbeConfig(labels=n, seed=seed, n_eval=N_EVAL, device=DEVICE), **overrides)
+        cfg = replace(ProbeConfig(labels=n, seed=seed, n_eval=N_EVAL, device=device), **overrides)
         t0 = time.perf_counter()
         folder = out / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
         res = run_probe(source, folder, cfg, ckpt, split=split, features=feats, progress=False)
@@ -132,7 +133,16 @@ def probe_rows(source, feats, split, ckpt, n, seed, out: Path, rows: dict) -> li
 
 
 def run_chip(
-    name, source, ckpt, ns, seeds, out: Path, rows: dict, writer, zero_label: bool = True
+    name,
+    source,
+    ckpt,
+    ns,
+    seeds,
+    out: Path,
+    rows: dict,
+    writer,
+    zero_label: bool = True,
+    device: str = "cpu",
 ) -> None:
     """Every row on every (N, seed) split of one chip; one CSV line per row and split."""
     maker, contract = feature_setup("pretrained+raw", source, ckpt)
@@ -144,7 +154,7 @@ def run_chip(
         for seed in seeds:
             split = few_label_split(labels, n, seed, n_eval=N_EVAL, num_classes=2)
             found = probe_rows(
-                source, feats, split, ckpt, n, seed, out / name / f"n{n}-s{seed}", rows
+                source, feats, split, ckpt, n, seed, out / name / f"n{n}-s{seed}", rows, device
             )
             if zero_label:
                 found += zero_label_rows(source, feats, split, threshold)
@@ -234,8 +244,6 @@ def main() -> None:
     if not args.data.is_dir():
         raise SystemExit(f"{args.data}: the real samples are not here (dev workspace only)")
     quiet_lightning()
-    global DEVICE
-    DEVICE = args.probe_device
     rows = {k: v for k, v in ROWS.items() if not args.rows or k in args.rows.split(";")}
     if args.rows == "none":  # only the --variants
         rows = {}
@@ -276,12 +284,15 @@ def spain_part(args, rows: dict, writer) -> None:
     )
     source = discover(folder)
     if rows:
-        run_chip("Spain_7370579", source, ckpt, ns, seeds, probes, rows, writer)
+        run_chip(
+            "Spain_7370579", source, ckpt, ns, seeds, probes, rows, writer,
+            device=args.probe_device,
+        )  # fmt: skip
     for v, variant in variants.items():
         extra = {f"{r} [{v}]": ROWS[r] for r in VARIANT_ROWS}
         run_chip(
             "Spain_7370579", source, variant, ns, seeds, probes / v.replace("/", "-"), extra,
-            writer, zero_label=False,
+            writer, zero_label=False, device=args.probe_device,
         )  # fmt: skip
 
 
@@ -307,14 +318,17 @@ def s1_part(args, rows: dict, writer) -> None:
         if wanted and name not in wanted:
             continue
         if "all" in ckpts and rows:
-            run_chip(f"S1:{name}", source, ckpts["all"], ns, seeds, probes, rows, writer)
+            run_chip(
+                f"S1:{name}", source, ckpts["all"], ns, seeds, probes, rows, writer,
+                device=args.probe_device,
+            )  # fmt: skip
         for v in volumes:
             if v == "all":
                 continue
             extra = {volume_row(r, v): ROWS[r] for r in VOLUME_ROWS}
             run_chip(
                 f"S1:{name}", source, ckpts[v], [VOLUME_N], seeds, probes / f"s1-{v}", extra,
-                writer, zero_label=False,
+                writer, zero_label=False, device=args.probe_device,
             )  # fmt: skip
 
 
