@@ -138,3 +138,13 @@ def load_tensors(path: str | Path, unreadable: str) -> Any:
         ) from None
     except Exception as exc:  # torch raises many types for a damaged file
         raise SarfuseError(path, f"{unreadable} ({type(exc).__name__})") from None
+
+
+def local_stamp(path: str | Path) -> tuple[int, int] | None:
+    """(size, mtime in ns) of a local file; None for a GDAL virtual path or URL
+    (``/vsizip/...``, ``/vsicurl/...``), which has no local stamp."""
+    local = Path(path)
+    if not local.is_file():
+        return None
+    stat = local.stat()
+    return stat.st_size, stat.st_mtime_ns

@@ -31,6 +31,7 @@ from sarfuse.data.raster import (
 )
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.errors import SarfuseError, warn
+from sarfuse.io_utils import local_stamp
 
 MAX_VALUE_CHECKS = 256  # files whose values are sampled; structure is checked for all
 _DECIMATED = 512  # side of the whole-file read used when the sample windows are all invalid
@@ -130,7 +131,7 @@ def _check_values(
             _check_labels(sample.label, scheme, grids["label"])
             continue
         for path in _files(sample.get(role)):
-            size, mtime = _stamp(path)
+            size, mtime = local_stamp(path) or (0, 0)  # a virtual path: cached by path alone
             if not _file_has_data(str(path), role, size, mtime):
                 usable = False
             elif role == "s2" and not isinstance(sample.s2, dict):
@@ -140,16 +141,6 @@ def _check_values(
     if not usable:
         warn(sample_file(sample, roles[0]), "no valid pixel (all NaN/nodata or all zero); skipped")
     return usable
-
-
-def _stamp(path: Path | str) -> tuple[int, int]:
-    """(size, mtime) of a local file, the cache key of its checks; (0, 0) for a GDAL virtual
-    path or URL (``/vsizip/...``, ``/vsicurl/...``), which has no local stamp."""
-    local = Path(path)
-    if not local.is_file():
-        return 0, 0
-    stat = local.stat()
-    return stat.st_size, stat.st_mtime_ns
 
 
 def sample_file(sample: Sample, role: str) -> str:

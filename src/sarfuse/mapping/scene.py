@@ -15,7 +15,7 @@ from sarfuse.data.products import scene_sample
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.data.validate import validate_source
 from sarfuse.errors import Interrupted, SarfuseError
-from sarfuse.io_utils import file_digest
+from sarfuse.io_utils import file_digest, local_stamp
 from sarfuse.lock import output_lock
 from sarfuse.mapping.cog import publish_map
 from sarfuse.mapping.config import MapConfig
@@ -147,10 +147,10 @@ def _stamp(path) -> list:
     per-band files (dict) band by band."""
     if isinstance(path, dict):
         return [[band, _stamp(p)] for band, p in sorted(path.items())]
-    if isinstance(path, str) and not Path(path).exists():  # /vsizip/..., /vsicurl/...
-        return [path]
-    stat = Path(path).stat()
-    return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+    stamp = local_stamp(path)
+    if stamp is None:  # /vsizip/..., /vsicurl/...
+        return [str(path)]
+    return [str(Path(path).resolve()), *stamp]
 
 
 def _ckpt_file(ckpt: str | Path) -> Path:
