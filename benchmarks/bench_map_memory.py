@@ -81,8 +81,9 @@ def ensure_scene(workdir: Path, size: int) -> Path:
 def _build_probes(workdir: str, kinds: tuple[str, ...], device: str) -> dict[str, str]:
     """Pretrain a tiny network and probe it (and raw bands) on the demo data; reuse if present."""
     from sarfuse.mapping.workflow import ProbeConfig, run_probe
+    from sarfuse.runtime import quiet_lightning, resolve_source
     from sarfuse.ssl.config import PretrainConfig
-    from sarfuse.ssl.train import pretrain, quiet_lightning, resolve_source
+    from sarfuse.ssl.train import pretrain
 
     root = Path(workdir)
     ckpt = root / "pretrain" / "last.ckpt"

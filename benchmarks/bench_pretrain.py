@@ -21,10 +21,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sarfuse.contract import make_contract, superpixels_from_contract
 from sarfuse.data.bands import network_s2_bands
+from sarfuse.runtime import resolve_source, torch_device
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.crops import CropBatchSampler, CropDataset
 from sarfuse.ssl.module import PretrainModule, context_size, view_margin
-from sarfuse.ssl.train import patch_dataset, resolve_source, torch_device
+from sarfuse.ssl.train import patch_dataset
 from sarfuse.ssl.views import sample_view_params
 from sarfuse.superpixels import SuperpixelParams, compute_all
 

@@ -27,8 +27,9 @@ from sarfuse.export import export_onnx
 from sarfuse.mapping.probe import predict_proba
 from sarfuse.mapping.scene import load_mapper, map_files
 from sarfuse.mapping.workflow import ProbeConfig, open_patches, run_probe
+from sarfuse.runtime import quiet_lightning
 from sarfuse.ssl.config import PretrainConfig
-from sarfuse.ssl.train import pretrain, quiet_lightning
+from sarfuse.ssl.train import pretrain
 
 CHIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"
 TILE = 256

@@ -31,8 +31,9 @@ from sarfuse.mapping.features import PatchFeatures, feature_setup
 from sarfuse.mapping.metrics import confusion_matrix, scores
 from sarfuse.mapping.splits import few_label_split
 from sarfuse.mapping.workflow import ProbeConfig, open_patches, patch_labels, run_probe
+from sarfuse.runtime import quiet_lightning
 from sarfuse.ssl.config import PretrainConfig
-from sarfuse.ssl.train import pretrain, quiet_lightning
+from sarfuse.ssl.train import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -148,8 +148,9 @@ def superpixel_figures(scale: Scale) -> dict:
 def _build_default_probe(workdir: str, device: str) -> str:
     """A default network (few steps) and a linear probe of its features on the demo data."""
     from sarfuse.mapping.workflow import ProbeConfig, run_probe
+    from sarfuse.runtime import quiet_lightning, resolve_source
     from sarfuse.ssl.config import PretrainConfig
-    from sarfuse.ssl.train import pretrain, quiet_lightning, resolve_source
+    from sarfuse.ssl.train import pretrain
 
     root = Path(workdir)
     ckpt = root / "pretrain-default" / "last.ckpt"
@@ -203,7 +204,7 @@ def map_figures(device: str, scale: Scale, workdir: Path, full_tile: bool) -> di
 
 def _fit_default_probe(checkpoint: str, out: str, device: str, labels: int) -> float:
     from sarfuse.mapping.workflow import ProbeConfig, run_probe
-    from sarfuse.ssl.train import resolve_source
+    from sarfuse.runtime import resolve_source
 
     tic = time.perf_counter()
     run_probe(resolve_source(None), out, ProbeConfig(labels=labels, device=device), checkpoint,
@@ -313,7 +314,7 @@ def main() -> None:
         help="scenes and probes, reused between runs",
     )  # fmt: skip
     args = parser.parse_args()
-    from sarfuse.ssl.train import torch_device
+    from sarfuse.runtime import torch_device
 
     device = torch.device(torch_device(args.device))
     sections = {s.strip() for s in args.only.split(",")}

@@ -27,8 +27,9 @@ from sarfuse.mapping.workflow import (
     patch_labels,
     run_probe,
 )
+from sarfuse.runtime import quiet_lightning
 from sarfuse.ssl.config import PretrainConfig
-from sarfuse.ssl.train import pretrain, quiet_lightning
+from sarfuse.ssl.train import pretrain
 
 CHIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"
 

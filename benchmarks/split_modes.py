@@ -27,7 +27,7 @@ from sarfuse.mapping.features import PatchFeatures, feature_setup
 from sarfuse.mapping.spatial import draw_split
 from sarfuse.mapping.splits import Split, few_label_split
 from sarfuse.mapping.workflow import ProbeConfig, block_spec, run_probe
-from sarfuse.ssl.train import resolve_source
+from sarfuse.runtime import resolve_source
 
 MODES = ("random", "blocks", "random@blocks")
 

@@ -18,7 +18,7 @@ from sarfuse.data.normalise import compute_stats
 from sarfuse.data.raster import RasterInfo, write_geotiff
 from sarfuse.errors import SarfuseError
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
-from sarfuse.ssl.train import resolve_source
+from sarfuse.runtime import resolve_source
 
 SIZE = 64
 PROBE = ProbeConfig(labels=1, patch_size=32, epochs=1, features="raw", classifier="linear")

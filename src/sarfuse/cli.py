@@ -247,7 +247,7 @@ def stats(
 ) -> None:
     """Per-band mean and std over a dataset (valid pixels only), for normalisation."""
     from sarfuse.data.normalise import compute_stats, save_stats
-    from sarfuse.ssl.train import resolve_source
+    from sarfuse.runtime import resolve_source
 
     source = resolve_source(_data(data), s2_offset=s2_offset, labels=False)
     bands = tuple(_csv_words(s2_bands)) or source.s2_bands()
@@ -270,8 +270,9 @@ def superpixels(
     """Compute (and cache) Felzenszwalb superpixels of every patch, in parallel."""
     from sarfuse.contract import make_contract
     from sarfuse.data.bands import network_s2_bands
+    from sarfuse.runtime import resolve_source
     from sarfuse.ssl.config import PretrainConfig
-    from sarfuse.ssl.train import patch_dataset, resolve_source
+    from sarfuse.ssl.train import patch_dataset
     from sarfuse.superpixels import SuperpixelParams, compute_all
 
     source = resolve_source(_data(data), s2_offset=s2_offset, labels=False)
@@ -375,9 +376,9 @@ def pretrain(
     """Self-supervised pretraining of a fusion network (no labels needed).
 
     Several GPUs or machines: --devices N --num-nodes M --strategy ddp (README: clusters)."""
+    from sarfuse.runtime import quiet_lightning
     from sarfuse.ssl.config import PretrainConfig
     from sarfuse.ssl.train import pretrain as run
-    from sarfuse.ssl.train import quiet_lightning
 
     quiet_lightning()
 
@@ -482,7 +483,7 @@ def probe(
     from sarfuse.mapping.features import NEEDS_CHECKPOINT, FeatureKind
     from sarfuse.mapping.metrics import format_table
     from sarfuse.mapping.workflow import ProbeConfig, run_probe
-    from sarfuse.ssl.train import resolve_source, torch_device
+    from sarfuse.runtime import resolve_source, torch_device
 
     kinds = ("auto", *get_args(FeatureKind))
     if features not in kinds or classifier not in ("auto", "linear", "rf"):
@@ -558,7 +559,7 @@ def map_cmd(
     Beside the map: MAP.tif.aux.xml (class names GDAL reads) and MAP.qml (the QGIS style).
     """
     from sarfuse.mapping.scene import map_files
-    from sarfuse.ssl.train import torch_device
+    from sarfuse.runtime import torch_device
 
     result = map_files(
         probe_dir,
@@ -623,7 +624,7 @@ def map_many_cmd(
 ) -> None:
     """Map many scenes with one probe: over --workers processes, and machines with --shard."""
     from sarfuse.mapping.many import map_many, parse_shard, scene_list
-    from sarfuse.ssl.train import torch_device
+    from sarfuse.runtime import torch_device
 
     todo = scene_list(scenes, parse_shard(shard))
     options = {"tile": tile, "overlap": overlap, "device": torch_device(device)}
@@ -660,8 +661,8 @@ def experiment(
 
     _check_split_mode(split_mode)
     from sarfuse.mapping.workflow import ProbeConfig
+    from sarfuse.runtime import quiet_lightning, torch_device
     from sarfuse.ssl.config import PretrainConfig
-    from sarfuse.ssl.train import quiet_lightning, torch_device
 
     quiet_lightning()
 
@@ -705,7 +706,7 @@ def demo(
 ) -> None:
     """Run the whole chain on the embedded demo data and say where everything is."""
     from sarfuse.demo import run_demo
-    from sarfuse.ssl.train import quiet_lightning
+    from sarfuse.runtime import quiet_lightning
 
     quiet_lightning()
 

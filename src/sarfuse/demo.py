@@ -21,8 +21,9 @@ from sarfuse.errors import SarfuseError
 from sarfuse.mapping.metrics import format_table
 from sarfuse.mapping.scene import map_files
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
+from sarfuse.runtime import torch_device
 from sarfuse.ssl.config import PretrainConfig
-from sarfuse.ssl.train import changed_settings, pretrain, torch_device
+from sarfuse.ssl.train import changed_settings, pretrain
 
 DEMO_STEPS = 150  # pretraining steps of the demo (about two minutes on 2 CPU cores)
 DEMO_LABELS = 10  # labelled 64x64 patches for the probe

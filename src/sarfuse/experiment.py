@@ -26,9 +26,10 @@ from sarfuse.mapping.workflow import (
     patch_labels,
     run_probe,
 )
+from sarfuse.runtime import resolve_source
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.methods import valid_combinations
-from sarfuse.ssl.train import check_reusable, pretrain, resolve_source
+from sarfuse.ssl.train import check_reusable, pretrain
 
 COLUMNS = ("method", "fusion", "n_labels", "seed", "OA", "AA", "kappa", "mIoU")
 

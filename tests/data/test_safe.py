@@ -159,7 +159,7 @@ def test_cli_stats_of_a_zipped_product_and_of_geotiffs_with_an_offset(tmp_path):
 
 
 def test_every_command_resolves_its_data_with_the_offset(tmp_path):
-    from sarfuse.ssl.train import resolve_source
+    from sarfuse.runtime import resolve_source
 
     tifs = _corrected_geotiffs(tmp_path / "tifs", _reflectance(4))
     assert all(x.s2_offset is None for x in resolve_source(tifs).samples)

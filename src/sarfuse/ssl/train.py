@@ -15,13 +15,12 @@ from torch.utils.data import DataLoader
 from sarfuse.contract import make_contract, normaliser_from_contract, superpixels_from_contract
 from sarfuse.data.bands import network_s2_bands
 from sarfuse.data.dataset import PatchDataset
-from sarfuse.data.demo import demo_data
-from sarfuse.data.layouts import DataSource, discover
-from sarfuse.data.products import with_s2_offset
+from sarfuse.data.layouts import DataSource
 from sarfuse.errors import Interrupted, SarfuseError, warn
 from sarfuse.io_utils import load_tensors
 from sarfuse.lock import output_lock
 from sarfuse.models.fusion import resolve_fusion
+from sarfuse.runtime import accelerator, resolve_source
 from sarfuse.ssl.callbacks import AtomicCheckpoint, LossLog
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.crops import CropBatchSampler, CropDataset
@@ -40,35 +39,6 @@ class PretrainResult:
     first_loss: float | None
     last_loss: float | None
     config: PretrainConfig  # as trained: its fusion is resolved, never "auto"
-
-
-def resolve_source(
-    data: str | Path | list | None,
-    classes: str | Path | None = None,
-    s2_offset: float | None = None,
-    labels: bool = True,
-) -> DataSource:
-    """The data a command works on (``data`` if given, else the embedded demo data), checked
-    once before any work (:func:`~sarfuse.data.validate.validate_source`).
-
-    ``s2_offset`` is the S2 offset of files that do not state one (``--s2-offset``).
-    ``labels=False`` (pretraining, statistics, superpixels) drops the labels unread, so their
-    values need not fit any scheme.
-    """
-    from sarfuse.data.validate import validate_source, without_labels
-
-    source = with_s2_offset(discover(data if data else demo_data(), classes=classes), s2_offset)
-    if not labels:
-        source = without_labels(source)
-    return validate_source(source, labels=labels and source.has_labels)
-
-
-def accelerator(device: str) -> str:
-    if device == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SarfuseError(None, "--device cuda was asked for but no CUDA device is available")
-    return "gpu" if device == "cuda" else "cpu"
 
 
 def patch_dataset(
@@ -376,19 +346,3 @@ def check_reusable(run_dir: Path, config: PretrainConfig) -> None:
     changed = changed_settings(run_dir, config)
     if changed:
         raise SarfuseError(run_dir, f"{changed}; remove it or use another --out")
-
-
-def quiet_lightning() -> None:
-    """No Lightning banners or tips on the terminal, for commands and scripts that train.
-
-    Importing Lightning sets its loggers to INFO, so this runs after the import (done above).
-    """
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # Lightning's own use of a torch API that torch deprecated: nothing a user can act on
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-
-
-def torch_device(device: str) -> str:
-    """``auto`` -> cuda when present, else cpu; checks that cuda exists when asked for."""
-    return "cuda" if accelerator(device) == "gpu" else "cpu"
