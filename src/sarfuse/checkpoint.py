@@ -15,7 +15,7 @@ import torch
 
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import load_tensors
-from sarfuse.models import ProbeKind, build_model
+from sarfuse.models import ModelConfig, ProbeKind, build_model
 from sarfuse.ssl.methods import METHODS, probe_kind
 
 
@@ -64,7 +64,7 @@ class Pretrained:
     def randomised(self, seed: int = 0) -> Pretrained:
         """The same architecture with fresh random weights (the `random` baseline)."""
         torch.manual_seed(seed)
-        return Pretrained(build_model(**self.model.config), self.contract, f"{self.path} (random)")
+        return Pretrained(build_model(self.model.cfg), self.contract, f"{self.path} (random)")
 
 
 def _read(path: Path) -> dict:
@@ -87,7 +87,7 @@ def _load_cached(path: str, mtime_ns: int) -> Pretrained:
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     try:
-        model = build_model(**meta["model"])
+        model = build_model(ModelConfig(**meta["model"]))
         model.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError, KeyError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from sarfuse.models import build_model
+from sarfuse.models import ModelConfig, build_model
 from sarfuse.models.folding import fold_batchnorm, fold_conv_bn
 
 
@@ -28,7 +28,7 @@ def test_fold_conv_bn_matches_known_affine_map():
 @pytest.mark.parametrize("fusion", ["early", "intermediate", "late"])
 def test_folded_network_gives_the_same_features(fusion):
     torch.manual_seed(0)
-    model = build_model(fusion, 2, 4, width=4, feat_dim=8)
+    model = build_model(ModelConfig(fusion, 2, 4, width=4, feat_dim=8))
     with torch.no_grad():  # non-trivial running statistics
         model.train()
         for _ in range(3):

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 import torch
 
 from sarfuse.errors import SarfuseError
-from sarfuse.models import FUSIONS, build_model, hypercolumn, resolve_fusion
+from sarfuse.models import (
+    FUSIONS,
+    FusionChoice,
+    FusionName,
+    ModelConfig,
+    build_model,
+    hypercolumn,
+    resolve_fusion,
+)
 
 
 def inputs(b: int = 2, h: int = 12, w: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,7 +33,7 @@ EXTRA_KEYS = {
 
 @pytest.mark.parametrize("fusion", list(FUSIONS))
 def test_outputs_follow_the_contract(fusion):
-    net = build_model(fusion, 2, 4, width=4, feat_dim=6)
+    net = build_model(ModelConfig(fusion, 2, 4, width=4, feat_dim=6))
     out = net(*inputs())
     assert set(out) == {"features", "image"} | EXTRA_KEYS[fusion]
     assert out["features"].shape == (2, 6, 12, 10) and net.feature_dim == 6
@@ -34,14 +44,14 @@ def test_outputs_follow_the_contract(fusion):
 
 @pytest.mark.parametrize("fusion", list(FUSIONS))
 def test_both_sensors_shape_the_features(fusion):
-    net = build_model(fusion, 2, 4, width=4, feat_dim=6)
+    net = build_model(ModelConfig(fusion, 2, 4, width=4, feat_dim=6))
     s1, s2 = (t.requires_grad_() for t in inputs())
     net(s1, s2)["features"].square().mean().backward()
     assert s1.grad.abs().sum() > 0 and s2.grad.abs().sum() > 0
 
 
 def test_late_features_concatenate_the_branches():
-    out = build_model("late", 2, 4, width=4, feat_dim=6)(*inputs())
+    out = build_model(ModelConfig("late", 2, 4, width=4, feat_dim=6))(*inputs())
     assert out["s1_features"].shape == (2, 3, 12, 10)
     torch.testing.assert_close(
         out["features"], torch.cat([out["s1_features"], out["s2_features"]], 1)
@@ -51,8 +61,8 @@ def test_late_features_concatenate_the_branches():
 
 @pytest.mark.parametrize("fusion", list(FUSIONS))
 def test_config_rebuilds_the_same_network(fusion):
-    net = build_model(fusion, 2, 4, width=4, feat_dim=6, norm="group")
-    copy = build_model(**net.config)
+    net = build_model(ModelConfig(fusion, 2, 4, width=4, feat_dim=6, norm="group"))
+    copy = build_model(net.cfg)
     copy.load_state_dict(net.state_dict())
     net.eval(), copy.eval()
     s1, s2 = inputs(1)
@@ -62,39 +72,39 @@ def test_config_rebuilds_the_same_network(fusion):
 
 @pytest.mark.parametrize(("s1_ch", "s2_ch", "only"), [(0, 4, "S2"), (2, 0, "S1")])
 def test_early_fusion_on_a_single_sensor(s1_ch, s2_ch, only):
-    net = build_model("early", s1_ch, s2_ch, width=4, feat_dim=6)
+    net = build_model(ModelConfig("early", s1_ch, s2_ch, width=4, feat_dim=6))
     s1, s2 = inputs()
     out = net(s1 if s1_ch else None, s2 if s2_ch else None)
     assert out["features"].shape == (2, 6, 12, 10)
     for fusion in ("intermediate", "late"):
         with pytest.raises(SarfuseError, match=f"has only {only} \\(use --fusion early\\)"):
-            build_model(fusion, s1_ch, s2_ch)
+            build_model(ModelConfig(fusion, s1_ch, s2_ch))
 
 
 def test_wrong_inputs_are_refused():
     s1, s2 = inputs()
     with pytest.raises(SarfuseError, match="expects S2 of shape"):
-        build_model("early", 2, 3, width=4)(s1, s2)
+        build_model(ModelConfig("early", 2, 3, width=4))(s1, s2)
     with pytest.raises(SarfuseError, match="needs S1 input"):
-        build_model("late", 2, 4, width=4)(None, s2)
+        build_model(ModelConfig("late", 2, 4, width=4))(None, s2)
     with pytest.raises(SarfuseError, match="has no S1 input"):
-        build_model("early", 0, 4, width=4)(s1, s2)
+        build_model(ModelConfig("early", 0, 4, width=4))(s1, s2)
 
 
 def test_bad_options_are_refused():
     with pytest.raises(SarfuseError, match="unknown fusion 'middle'"):
-        build_model("middle", 2, 4)
+        build_model(ModelConfig("middle", 2, 4))
     with pytest.raises(SarfuseError, match="even width"):
-        build_model("intermediate", 2, 4, width=5)
+        build_model(ModelConfig("intermediate", 2, 4, width=5))
     with pytest.raises(SarfuseError, match="even feature size"):
-        build_model("late", 2, 4, feat_dim=7)
+        build_model(ModelConfig("late", 2, 4, feat_dim=7))
     with pytest.raises(SarfuseError, match="needs input bands"):
-        build_model("early", 0, 0)
+        build_model(ModelConfig("early", 0, 0))
 
 
 @pytest.mark.parametrize("fusion", list(FUSIONS))
 def test_out_dims_name_every_output_and_its_size(fusion):
-    net = build_model(fusion, 2, 4, width=4, feat_dim=6)
+    net = build_model(ModelConfig(fusion, 2, 4, width=4, feat_dim=6))
     out = net(*inputs())
     assert {k: v.shape[1] for k, v in out.items()} == net.out_dims
 
@@ -104,7 +114,7 @@ HYPER_DIMS = {"early": 15 * 4, "intermediate": 15 * 4, "late": 2 * 15 * 4}  # su
 
 @pytest.mark.parametrize("fusion", list(FUSIONS))
 def test_hypercolumns_stack_every_encoder_level_at_full_size(fusion):
-    net = build_model(fusion, 2, 4, width=4, feat_dim=6)
+    net = build_model(ModelConfig(fusion, 2, 4, width=4, feat_dim=6))
     s1, s2 = inputs()  # 12 x 10: padded to 16 x 16 inside, cropped back
     hyper = net.probe(s1, s2, "hypercolumn")
     assert (
@@ -135,3 +145,16 @@ def test_hypercolumn_upsamples_coarse_levels_smoothly():
 )
 def test_resolve_fusion(fusion, sensors, expected):
     assert resolve_fusion(fusion, sensors) == expected
+
+
+def test_fusion_names_are_the_registry_keys():
+    assert get_args(FusionName) == tuple(FUSIONS)
+    assert get_args(FusionChoice) == ("auto", *FUSIONS)
+
+
+def test_model_config_reads_checkpoint_metadata():
+    net = build_model(ModelConfig("late", 2, 4, width=4, feat_dim=6))
+    saved = {**net.config, "blocks": list(net.config["blocks"])}  # as older metadata may hold it
+    assert ModelConfig(**saved) == net.cfg
+    with pytest.raises(TypeError):
+        ModelConfig(**saved, depth=3)  # unknown metadata is not silently dropped

@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sarfuse.models.fusion import ModelConfig
 from sarfuse.models.resunet import Encoder, ResUnet, pad_to_multiple
+
+BLOCKS, NORM = ModelConfig.blocks, ModelConfig.norm
 
 
 @pytest.mark.parametrize("size", [(16, 16), (13, 19), (8, 24), (3, 5)])
 def test_forward_shapes_any_size(size):
     torch.manual_seed(0)
-    net = ResUnet(3, width=4, feat_dim=6)
+    net = ResUnet(3, 4, 6, BLOCKS, NORM)
     features, image = net(torch.randn(2, 3, *size))
     assert features.shape == (2, 6, *size)
     assert image.shape == (2, 6)
@@ -19,7 +22,7 @@ def test_forward_shapes_any_size(size):
 
 
 def test_encoder_levels_strides_and_widths():
-    enc = Encoder(2, width=4)
+    enc = Encoder(2, 4, BLOCKS, NORM)
     levels = enc(torch.randn(2, 2, 32, 32))
     assert [tuple(t.shape) for t in levels] == [
         (2, 4, 32, 32),
@@ -27,19 +30,19 @@ def test_encoder_levels_strides_and_widths():
         (2, 16, 8, 8),
         (2, 32, 4, 4),
     ]
-    assert Encoder(2, width=64).channels == (64, 128, 256, 512)  # the paper's full width
+    assert Encoder(2, 64, BLOCKS, NORM).channels == (64, 128, 256, 512)  # the paper's full width
 
 
 def test_blocks_set_depth():
-    shallow = Encoder(2, width=4, blocks=(1, 1, 1, 1))
-    deep = Encoder(2, width=4, blocks=(2, 2, 2, 2))
+    shallow = Encoder(2, 4, (1, 1, 1, 1), NORM)
+    deep = Encoder(2, 4, (2, 2, 2, 2), NORM)
     assert [len(s) for s in shallow.stages] == [1, 1, 1, 1]
     assert sum(p.numel() for p in deep.parameters()) > sum(p.numel() for p in shallow.parameters())
 
 
 def test_encode_decode_compose_to_forward():
     torch.manual_seed(0)
-    net = ResUnet(2, width=4, feat_dim=5).eval()
+    net = ResUnet(2, 4, 5, BLOCKS, NORM).eval()
     x = torch.randn(1, 2, 16, 24)
     features, _ = net(x)
     torch.testing.assert_close(net.decode(net.encode(x)), features)
@@ -54,14 +57,14 @@ def test_padding_is_cropped_back():
 
 
 def test_group_norm_works_with_batch_of_one():
-    net = ResUnet(2, width=4, feat_dim=3, norm="group")
+    net = ResUnet(2, 4, 3, BLOCKS, "group")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     features, image = net(torch.randn(1, 2, 8, 8))
     assert features.shape == (1, 3, 8, 8) and image.shape == (1, 3)
 
 
 def test_gradients_reach_the_stem():
-    net = ResUnet(2, width=4, feat_dim=3)
+    net = ResUnet(2, 4, 3, BLOCKS, NORM)
     features, image = net(torch.randn(2, 2, 12, 12))
     (features.square().mean() + image.square().mean()).backward()
     stem = net.encoder.stem[0].weight.grad

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
 
 from sarfuse.errors import SarfuseError
-from sarfuse.ssl.losses import dcca_loss, hard_negative_nt_xent
+from sarfuse.ssl.losses import DCCA_EPS, ContrastOptions, dcca_loss, hard_negative_nt_xent
+
+PAPER = asdict(ContrastOptions())  # temperature, tau_plus and beta of the paper
 
 
 def normalise(z: np.ndarray) -> np.ndarray:
@@ -71,13 +75,17 @@ def test_equals_hard_negative_formula(t, tau_plus, beta, noise, clamps):
 
 def test_symmetric_in_the_two_views():
     z1, z2 = pairs()
-    torch.testing.assert_close(hard_negative_nt_xent(z1, z2), hard_negative_nt_xent(z2, z1))
+    torch.testing.assert_close(
+        hard_negative_nt_xent(z1, z2, **PAPER), hard_negative_nt_xent(z2, z1, **PAPER)
+    )
 
 
 def test_aligned_pairs_score_lower_than_random_pairs():
     z1, _ = pairs(n=16, d=8)
     _, unrelated = pairs(n=16, d=8, seed=1)
-    assert hard_negative_nt_xent(z1, z1) < hard_negative_nt_xent(z1, unrelated) - 1.0
+    assert (
+        hard_negative_nt_xent(z1, z1, **PAPER) < hard_negative_nt_xent(z1, unrelated, **PAPER) - 1.0
+    )
 
 
 def test_gradient_steps_lower_the_loss():
@@ -85,12 +93,12 @@ def test_gradient_steps_lower_the_loss():
     opt = torch.optim.Adam([z1, z2], lr=0.05)
     first = None
     for _ in range(30):
-        loss = hard_negative_nt_xent(z1, z2)
+        loss = hard_negative_nt_xent(z1, z2, **PAPER)
         first = loss.item() if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert hard_negative_nt_xent(z1, z2).item() < first - 0.3
+    assert hard_negative_nt_xent(z1, z2, **PAPER).item() < first - 0.3
 
 
 def test_stable_at_low_temperature_in_float32():
@@ -103,28 +111,28 @@ def test_stable_at_low_temperature_in_float32():
 def test_contrastive_input_checks():
     z1, z2 = pairs()
     with pytest.raises(SarfuseError, match="at least 2 pairs"):
-        hard_negative_nt_xent(z1[:1], z2[:1])
+        hard_negative_nt_xent(z1[:1], z2[:1], **PAPER)
     with pytest.raises(SarfuseError, match="equal shape"):
-        hard_negative_nt_xent(z1, z2[:, :3])
+        hard_negative_nt_xent(z1, z2[:, :3], **PAPER)
     with pytest.raises(SarfuseError, match="tau_plus"):
-        hard_negative_nt_xent(z1, z2, tau_plus=1.0)
+        hard_negative_nt_xent(z1, z2, **(PAPER | {"tau_plus": 1.0}))
 
 
 def test_dcca_of_linearly_related_views_is_minus_the_dimension():
     g = torch.Generator().manual_seed(0)
     h1 = torch.randn(500, 4, generator=g)
     mix = torch.randn(4, 4, generator=g) + 3 * torch.eye(4)
-    loss = dcca_loss(h1, h1 @ mix)
+    loss = dcca_loss(h1, h1 @ mix, DCCA_EPS)
     assert loss.dtype == torch.float32
     assert loss.item() == pytest.approx(-4.0, abs=0.02)
     wider = torch.cat([h1 @ mix, torch.randn(500, 2, generator=g)], 1)  # min(D1, D2) = 4
-    assert dcca_loss(h1, wider).item() == pytest.approx(-4.0, abs=0.05)
-    assert dcca_loss(h1, h1 @ mix, k=2).item() == pytest.approx(-2.0, abs=0.01)
+    assert dcca_loss(h1, wider, DCCA_EPS).item() == pytest.approx(-4.0, abs=0.05)
+    assert dcca_loss(h1, h1 @ mix, DCCA_EPS, k=2).item() == pytest.approx(-2.0, abs=0.01)
 
 
 def test_dcca_of_independent_noise_is_near_zero():
     g = torch.Generator().manual_seed(1)
-    loss = dcca_loss(torch.randn(4000, 4, generator=g), torch.randn(4000, 3, generator=g))
+    loss = dcca_loss(torch.randn(4000, 4, generator=g), torch.randn(4000, 3, generator=g), DCCA_EPS)
     assert -0.2 < loss.item() <= 0.0
 
 
@@ -134,13 +142,13 @@ def test_dcca_gradient_is_finite_for_degenerate_features():
     h1[:, 3:] = 0.0  # dead channels: repeated covariance eigenvalues
     h1.requires_grad_()
     h2 = torch.randn(200, 4, generator=g).requires_grad_()
-    dcca_loss(h1, h2).backward()
+    dcca_loss(h1, h2, DCCA_EPS).backward()
     assert torch.isfinite(h1.grad).all() and torch.isfinite(h2.grad).all()
     assert h2.grad.abs().sum() > 0
 
 
 def test_dcca_input_checks():
     with pytest.raises(SarfuseError, match="at least 2 samples"):
-        dcca_loss(torch.randn(1, 3), torch.randn(1, 3))
+        dcca_loss(torch.randn(1, 3), torch.randn(1, 3), DCCA_EPS)
     with pytest.raises(SarfuseError, match="\\(N, D1\\) and \\(N, D2\\)"):
-        dcca_loss(torch.randn(5, 3), torch.randn(4, 3))
+        dcca_loss(torch.randn(5, 3), torch.randn(4, 3), DCCA_EPS)

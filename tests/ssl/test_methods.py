@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 import torch
 from torch import nn
 
 from sarfuse.errors import SarfuseError
-from sarfuse.models import FUSIONS, build_model
-from sarfuse.ssl.methods import METHODS, EMATeacher, build_method, valid_combinations
+from sarfuse.models import FUSIONS, ModelConfig, build_model
+from sarfuse.ssl.config import PretrainConfig
+from sarfuse.ssl.methods import METHODS, EMATeacher, MethodName, build_method, valid_combinations
 from sarfuse.ssl.views import ViewParams, sample_view_params
 
 CROP, MARGIN, B = 16, 4, 2
@@ -53,12 +56,18 @@ def fixed_params() -> ViewParams:
 
 def setup(fusion: str, method: str, **opts) -> tuple[nn.Module, object]:
     torch.manual_seed(0)
-    model = build_model(fusion, 2, 4, width=4, feat_dim=8)
-    return model, build_method(method, fusion=fusion, model=model, **opts)
+    model = build_model(ModelConfig(fusion, 2, 4, width=4, feat_dim=8))
+    return model, build_method(PretrainConfig(fusion, method, **opts), model=model)
+
+
+def bare_method(name: str = "pixel", **opts) -> object:
+    """A method not yet set up for a network (no EMA teacher, no heads)."""
+    return build_method(PretrainConfig(method=name, **opts))
 
 
 def test_registry_lists_the_allowed_pairs():
     assert set(METHODS) == {"pixel", "mcl", "dcca", "dcca_image"}
+    assert get_args(MethodName) == tuple(METHODS)
     assert set(COMBOS) == {
         ("early", "pixel"),
         ("intermediate", "pixel"),
@@ -105,18 +114,19 @@ def test_invalid_combinations_are_refused(fusion, method):
     with pytest.raises(
         SarfuseError, match=f"cannot train {fusion} fusion because .*; use --fusion"
     ):
-        build_method(method, fusion=fusion)
-    model = build_model(fusion, 2, 4, width=4, feat_dim=8)
+        build_method(PretrainConfig(fusion, method))
+    model = build_model(ModelConfig(fusion, 2, 4, width=4, feat_dim=8))
     with pytest.raises(SarfuseError, match="cannot train"):
-        build_method(method).loss(model, tiny_batch(), fixed_params())
+        build_method(PretrainConfig(method=method)).loss(model, tiny_batch(), fixed_params())
 
 
 @pytest.mark.parametrize("sensor", ["s1", "s2"])
 def test_single_sensor_early_pixel(sensor):
-    model = build_model("early", 2 if sensor == "s1" else 0, 4 if sensor == "s2" else 0, width=4)
+    s1, s2 = (2, 0) if sensor == "s1" else (0, 4)
+    model = build_model(ModelConfig("early", s1, s2, width=4))
     batch = tiny_batch()
     del batch["s2" if sensor == "s1" else "s1"]
-    parts = build_method("pixel", model=model).loss(model, batch, fixed_params())
+    parts = build_method(PretrainConfig(), model=model).loss(model, batch, fixed_params())
     parts["loss"].backward()
     assert torch.isfinite(parts["loss"]) and parts["superpixel"] > 0
 
@@ -147,7 +157,7 @@ class ShiftEquivariant(nn.Module):
 
 
 def test_pixel_pairs_describe_the_same_ground(monkeypatch):
-    model, meth = ShiftEquivariant(), build_method("pixel")
+    model, meth = ShiftEquivariant(), bare_method()
     seen = []
     monkeypatch.setattr(meth, "contrast", lambda a, b: seen.append((a, b)) or (a - b).abs().sum())
     meth.loss(model, tiny_batch(), fixed_params())
@@ -197,15 +207,16 @@ def test_pixel_with_teacher_trains_the_student_only():
         not torch.equal(a, p) for a, p in zip(before, meth.teacher.parameters(), strict=True)
     )
     with pytest.raises(SarfuseError, match="no EMA teacher"):
-        build_method("pixel", ema=0.5).loss(model, tiny_batch(), fixed_params())
+        bare_method(ema=0.5).loss(model, tiny_batch(), fixed_params())
 
 
-def test_build_method_refuses_unknown_names_and_options():
+def test_methods_read_their_settings_from_the_config():
     with pytest.raises(SarfuseError, match="unknown method 'simclr'"):
-        build_method("simclr")
-    with pytest.raises(SarfuseError, match="mcl has no option ema"):
-        build_method("mcl", ema=0.9)
-    assert build_method("dcca", k=3).k == 3
+        bare_method("simclr")
+    cfg = PretrainConfig(temperature=0.2, tau_plus=0.05, beta=2.0, w_image=0.5, ema=0.9)
+    pixel = build_method(cfg)
+    assert pixel.options == cfg.contrast and (pixel.w_image, pixel.ema) == (0.5, 0.9)
+    assert bare_method("mcl", temperature=0.3).options.temperature == 0.3
     model, meth = setup("early", "pixel")
     batch = tiny_batch()
     del batch["segments"]
@@ -228,9 +239,9 @@ def test_cross_term_contrasts_the_sensors_inside_each_view(fusion, monkeypatch):
 
 
 def test_cross_term_needs_sensor_branches():
-    model = build_model("early", 2, 4, width=4, feat_dim=8)
+    model = build_model(ModelConfig("early", 2, 4, width=4, feat_dim=8))
     with pytest.raises(SarfuseError, match="w_cross needs separate S1 and S2 image features"):
-        build_method("pixel", model=model, w_cross=1.0)
+        build_method(PretrainConfig(w_cross=1.0), model=model)
     model, meth = setup("intermediate", "pixel")
     assert "cross" not in meth.loss(model, tiny_batch(), fixed_params())  # off by default
 
@@ -247,11 +258,15 @@ def test_projection_heads_sit_between_features_and_contrast(fusion, monkeypatch)
     assert a.norm(dim=1).max() <= 1 + 1e-5 and b.norm(dim=1).max() <= 1 + 1e-5
     assert all(h.conv.weight.grad.abs().sum() > 0 for h in meth.heads.values())
     with pytest.raises(SarfuseError, match="no heads"):
-        build_method("pixel", projection=True).loss(model, tiny_batch(), fixed_params())
+        bare_method(projection=True).loss(model, tiny_batch(), fixed_params())
 
 
 def test_dcca_image_correlates_projected_image_features():
-    model, meth = setup("intermediate", "dcca_image", dim=3)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("intermediate", 2, 4, width=4, feat_dim=8))
+    meth = bare_method("dcca_image")
+    meth.dim = 3  # the authors' 10 needs a batch of more than 10 crops
+    meth.setup(model)
     batch = tiny_batch()
     parts = meth.loss(model, batch, fixed_params())
     assert 0 < parts["correlation"] <= 3

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sarfuse.models import build_model
+from sarfuse.models import ModelConfig, build_model
+from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.methods import build_method, valid_combinations
 from sarfuse.ssl.views import sample_view_params
 
@@ -46,8 +47,8 @@ def probed_parameters(model, kind: str, batch: dict) -> set[str]:
 @pytest.mark.parametrize(("fusion", "method", "opts"), CASES)
 def test_the_loss_trains_every_probed_parameter(fusion, method, opts):
     torch.manual_seed(0)
-    model = build_model(fusion, 2, 4, width=4, feat_dim=8)
-    meth = build_method(method, model=model, **opts)
+    model = build_model(ModelConfig(fusion, 2, 4, width=4, feat_dim=8))
+    meth = build_method(PretrainConfig(fusion, method, **opts), model=model)
     batch = tiny_batch()
     probed = probed_parameters(model, meth.probe, batch)
     assert len(probed) > len(list(model.parameters())) // 2  # the probed path is most of the net
@@ -62,8 +63,10 @@ def test_the_loss_trains_every_probed_parameter(fusion, method, opts):
 
 @pytest.mark.parametrize("fusion", ["intermediate", "late"])
 def test_image_level_methods_are_probed_through_the_encoders(fusion):
-    model = build_model(fusion, 2, 4, width=4, feat_dim=8)
+    model = build_model(ModelConfig(fusion, 2, 4, width=4, feat_dim=8))
     for method in ("mcl", "dcca_image"):
-        probed = probed_parameters(model, build_method(method).probe, tiny_batch())
+        probed = probed_parameters(
+            model, build_method(PretrainConfig(method=method)).probe, tiny_batch()
+        )
         assert not any("decoder" in n or "head" in n for n in probed)
         assert any("encoder" in n for n in probed)

@@ -22,7 +22,7 @@ from sarfuse.data.dataset import PatchDataset
 from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError, check
 from sarfuse.mapping.features import FeatureMaker, PatchFeatures
-from sarfuse.models.fusion import FusionNet, build_model, resolve_fusion
+from sarfuse.models.fusion import FusionNet, ModelConfig, build_model, resolve_fusion
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.views import make_views, sample_view_params
 
@@ -100,11 +100,13 @@ def train_supervised(
         raise SarfuseError(None, f"label {int(bad[0])} outside the {num_classes} classes")
     torch.manual_seed(seed)  # the initial weights
     model = build_model(
-        resolve_fusion("auto", patches.sensors),
-        len(patches.s1_bands),
-        len(patches.s2_bands),
-        config.width,
-        config.feat_dim,
+        ModelConfig(
+            resolve_fusion("auto", patches.sensors),
+            len(patches.s1_bands),
+            len(patches.s2_bands),
+            config.width,
+            config.feat_dim,
+        )
     )
     net = SupervisedNet(model, num_classes).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -22,9 +22,10 @@ from sarfuse.errors import SarfuseError, check
 from sarfuse.models.hypercolumn import hypercolumn
 from sarfuse.models.resunet import Decoder, Encoder, ImageHead, Norm, ResUnet, pad_to_multiple
 
+# the names of FUSIONS below (a test keeps the two equal); "auto" is chosen from the sensors
 FusionName = Literal["early", "intermediate", "late"]
+FusionChoice = Literal["auto", FusionName]
 ProbeKind = Literal["features", "hypercolumn"]
-FusionChoice = Literal["auto", "early", "intermediate", "late"]  # "auto": chosen from the sensors
 
 
 def _check_input(x: Tensor | None, channels: int, sensor: str) -> None:
@@ -44,22 +45,50 @@ def _check_input(x: Tensor | None, channels: int, sensor: str) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a fusion network (saved in checkpoints)."""
+    """Everything needed to rebuild a fusion network (saved in checkpoints); the only home of
+    the network's defaults. An invalid combination is refused when the config is made."""
 
     fusion: FusionName  # how S1 and S2 are combined
     s1_channels: int  # S1 bands, 0 = sensor absent
     s2_channels: int  # S2 bands, 0 = sensor absent
-    width: int = 16  # base encoder width (paper: 64)
+    width: int = 16  # base encoder width (paper: 64); 16 trains on a laptop CPU
     feat_dim: int = 32  # per-pixel and image feature size D
     blocks: tuple[int, ...] = (2, 2, 2, 2)  # BasicBlocks per encoder stage (ResNet-18)
     norm: Norm = "batch"  # or "group" for tiny batches
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocks", tuple(self.blocks))  # a list from older metadata
+        _check_config(self)
+
+
+def _check_config(cfg: ModelConfig) -> None:
+    """One-line errors for a network that cannot be built."""
+    if cfg.fusion not in FUSIONS:
+        raise SarfuseError(
+            None, f"unknown fusion {cfg.fusion!r}; choose one of {', '.join(FUSIONS)}"
+        )
+    check(cfg.norm in ("batch", "group"), None, f"unknown norm {cfg.norm!r}; choose batch or group")
+    s1, s2 = cfg.s1_channels, cfg.s2_channels
+    check(
+        s1 >= 0 and s2 >= 0 and s1 + s2 > 0,
+        None,
+        f"a model needs input bands, got {s1} S1 and {s2} S2 bands",
+    )
+    if cfg.fusion != "early" and 0 in (s1, s2):
+        only = "S2" if s1 == 0 else "S1"
+        raise SarfuseError(
+            None,
+            f"{cfg.fusion} fusion needs both Sentinel-1 and Sentinel-2; this data has only {only} "
+            "(use --fusion early)",
+        )
+    check(len(cfg.blocks) == 4, None, f"blocks must give 4 stage depths, got {cfg.blocks}")
 
 
 class FusionNet(nn.Module):
     """Base of the fusion networks: input checks and the config that rebuilds the network.
 
-    ``config`` holds exactly the keyword arguments of :func:`build_model`, so
-    ``build_model(**net.config)`` gives the same architecture (used by checkpoints). Subclasses
+    ``cfg`` is the :class:`ModelConfig` it was built from, ``build_model(net.cfg)`` gives the
+    same architecture; ``config`` is that as a plain dict, as checkpoints store it. Subclasses
     set ``out_dims`` (output name -> channels) and ``hyper_dim`` (channels of the hypercolumn).
     """
 
@@ -71,6 +100,7 @@ class FusionNet(nn.Module):
         super().__init__()
         self.s1_channels, self.s2_channels = cfg.s1_channels, cfg.s2_channels
         self.feature_dim = cfg.feat_dim
+        self.cfg = cfg
         self.config = asdict(cfg)
 
     def forward(self, s1: Tensor | None, s2: Tensor | None) -> dict[str, Tensor]:
@@ -233,31 +263,6 @@ def resolve_fusion(fusion: FusionChoice, sensors: Sequence[str]) -> FusionName:
     return "intermediate" if {"s1", "s2"} <= set(sensors) else "early"
 
 
-def build_model(
-    fusion: FusionName,
-    s1_channels: int,
-    s2_channels: int,
-    width: int = 16,
-    feat_dim: int = 32,
-    blocks: Sequence[int] = (2, 2, 2, 2),
-    norm: Norm = "batch",
-) -> FusionNet:
-    """The fusion network ``fusion`` for the given band counts (0 = sensor absent)."""
-    if fusion not in FUSIONS:
-        raise SarfuseError(None, f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
-    check(norm in ("batch", "group"), None, f"unknown norm {norm!r}; choose batch or group")
-    check(
-        s1_channels >= 0 and s2_channels >= 0 and s1_channels + s2_channels > 0,
-        None,
-        f"a model needs input bands, got {s1_channels} S1 and {s2_channels} S2 bands",
-    )
-    if fusion != "early" and 0 in (s1_channels, s2_channels):
-        only = "S2" if s1_channels == 0 else "S1"
-        raise SarfuseError(
-            None,
-            f"{fusion} fusion needs both Sentinel-1 and Sentinel-2; this data has only {only} "
-            "(use --fusion early)",
-        )
-    check(len(blocks) == 4, None, f"blocks must give 4 stage depths, got {tuple(blocks)}")
-    cfg = ModelConfig(fusion, s1_channels, s2_channels, width, feat_dim, tuple(blocks), norm)
-    return FUSIONS[fusion](cfg)
+def build_model(cfg: ModelConfig) -> FusionNet:
+    """The fusion network ``cfg.fusion`` for the given band counts (0 = sensor absent)."""
+    return FUSIONS[cfg.fusion](cfg)

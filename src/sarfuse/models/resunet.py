@@ -61,13 +61,7 @@ class Encoder(nn.Module):
     (B, w, H, W), (B, 2w, H/2, W/2), (B, 4w, H/4, W/4), (B, 8w, H/8, W/8).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        width: int,
-        blocks: Sequence[int] = (2, 2, 2, 2),
-        norm: Norm = "batch",
-    ) -> None:
+    def __init__(self, in_channels: int, width: int, blocks: Sequence[int], norm: Norm) -> None:
         super().__init__()
         self.channels = tuple(width * 2**i for i in range(4))
         self.stem = conv_norm_relu(in_channels, width, norm)
@@ -106,7 +100,7 @@ class UpBlock(nn.Module):
 class Decoder(nn.Module):
     """U-Net decoder from the four encoder levels (channels ``channels``) to (B, feat_dim, H, W)."""
 
-    def __init__(self, channels: Sequence[int], feat_dim: int, norm: Norm = "batch") -> None:
+    def __init__(self, channels: Sequence[int], feat_dim: int, norm: Norm) -> None:
         super().__init__()
         c = list(channels)
         self.ups = nn.ModuleList(UpBlock(c[i + 1], c[i], c[i], norm) for i in reversed(range(3)))
@@ -145,16 +139,12 @@ class ResUnet(nn.Module):
     """ResNet-18-style U-Net: (B, C, H, W) -> per-pixel (B, feat_dim, H, W) and image (B, feat_dim).
 
     Any H, W is accepted: the input is padded to a multiple of 8 and the output cropped back.
-    ``width`` 64 is the paper's network (64..512 channels); the default 16 trains on a laptop CPU.
+    ``width`` 64 is the paper's network (64..512 channels). The sizes have no defaults here:
+    :class:`sarfuse.models.fusion.ModelConfig` holds them.
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        width: int = 16,
-        feat_dim: int = 32,
-        blocks: Sequence[int] = (2, 2, 2, 2),
-        norm: Norm = "batch",
+        self, in_channels: int, width: int, feat_dim: int, blocks: Sequence[int], norm: Norm
     ) -> None:
         super().__init__()
         self.encoder = Encoder(in_channels, width, blocks, norm)

@@ -1,4 +1,11 @@
-"""Typed configuration of a pretraining run; saved as JSON beside every run so it can be re-run."""
+"""Typed configuration of a pretraining run; saved as JSON beside every run so it can be re-run.
+
+The fields stay flat (the ``config.json`` of every run keeps loading); the defaults of the
+network, the loss and the superpixels are read from the configs that own them
+(:class:`ModelConfig`, :class:`ContrastOptions`, :class:`SuperpixelParams`), and
+:meth:`PretrainConfig.model_config`, :attr:`~PretrainConfig.contrast` and
+:attr:`~PretrainConfig.superpixels` give those configs back.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-from sarfuse.models.fusion import FusionChoice
+from sarfuse.data.bands import ALL_BANDS, DEFAULT_S1_BANDS
+from sarfuse.models.fusion import FusionChoice, ModelConfig
+from sarfuse.ssl.losses import ContrastOptions
+from sarfuse.ssl.methods import MethodName
+from sarfuse.superpixels import SuperpixelParams
 
-MethodName = Literal["pixel", "mcl", "dcca", "dcca_image"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 
@@ -26,8 +36,8 @@ class PretrainConfig:
     crops: tuple[int, ...] = ()  # multi-crop: extra view sizes drawn per batch (empty = off)
     max_shift: float = 0.2  # largest shift of the second view, as a fraction of the crop
     batch: int = 32  # views per step
-    width: int = 16  # ResUnet base width (paper: 64)
-    feat_dim: int = 32  # per-pixel feature size D
+    width: int = ModelConfig.width  # ResUnet base width (paper: 64)
+    feat_dim: int = ModelConfig.feat_dim  # per-pixel feature size D
     epochs: int = 4  # passes over crops_per_patch crops of every patch
     steps: int | None = None  # stop after this many optimiser steps (overrides epochs when set)
     crops_per_patch: int = 16  # crops drawn from every patch per epoch
@@ -37,9 +47,9 @@ class PretrainConfig:
     lr: float = 3e-4
     weight_decay: float = 1e-4  # Adam weight decay (the authors')
     warmup_steps: int = 20  # linear learning-rate warm-up
-    temperature: float = 0.5  # contrastive temperature (paper)
-    tau_plus: float = 0.1  # hard-negative loss class prior (paper)
-    beta: float = 1.0  # hard-negative concentration (paper)
+    temperature: float = ContrastOptions.temperature  # contrastive temperature (paper)
+    tau_plus: float = ContrastOptions.tau_plus  # hard-negative loss class prior (paper)
+    beta: float = ContrastOptions.beta  # hard-negative concentration (paper)
     w_superpixel: float = 1.0  # weight of the superpixel-level term
     w_image: float = 1.0  # weight of the image-level term
     # weight of the S1-vs-S2 image term inside each view (networks with separate S1 and S2
@@ -49,16 +59,15 @@ class PretrainConfig:
     # the probe reads the features before it
     projection: bool = False
     ema: float = 0.0  # momentum of an EMA teacher for the second view (0 = no teacher)
-    sp_scales: tuple[float, ...] = (
-        200.0,
-    )  # Felzenszwalb scales; several = multi-scale superpixels
-    sp_sigma: float = 0.5  # Felzenszwalb sigma (paper)
-    sp_min_size: int = 30  # Felzenszwalb min_size (paper)
+    # Felzenszwalb scales; several = multi-scale superpixels
+    sp_scales: tuple[float, ...] = (SuperpixelParams.scale,)
+    sp_sigma: float = SuperpixelParams.sigma  # Felzenszwalb sigma (paper)
+    sp_min_size: int = SuperpixelParams.min_size  # Felzenszwalb min_size (paper)
     patch_size: int = 256  # scenes are cut into patches of this size
-    s1_bands: tuple[str, ...] = ("VV", "VH")  # SAR bands fed to the network
+    s1_bands: tuple[str, ...] = DEFAULT_S1_BANDS  # SAR bands fed to the network
     # optical bands fed to the network: ("all",) = every band the data has but B10, the same
     # information as the raw-band baselines; the paper's four 10 m bands are B2, B3, B4, B8
-    s2_bands: tuple[str, ...] = ("all",)
+    s2_bands: tuple[str, ...] = (ALL_BANDS,)
     stats: str | None = None  # JSON from `sarfuse stats`; None = the paper's DFC2020 statistics
     # added to S2 values of files that do not state their offset (bare GeoTIFFs); None = 0
     s2_offset: float | None = None
@@ -73,6 +82,20 @@ class PretrainConfig:
     strategy: str = "auto"  # Lightning strategy; auto = DDP when there is more than one device
     ckpt_every: int = 50  # also checkpoint every N steps (and at every epoch end)
     extra: dict = field(default_factory=dict)  # free-form notes kept with the run
+
+    def model_config(self, s1_channels: int, s2_channels: int) -> ModelConfig:
+        """The network this run trains on data with these band counts (fusion resolved)."""
+        return ModelConfig(self.fusion, s1_channels, s2_channels, self.width, self.feat_dim)
+
+    @property
+    def contrast(self) -> ContrastOptions:
+        """The contrastive loss's settings."""
+        return ContrastOptions(self.temperature, self.tau_plus, self.beta)
+
+    @property
+    def superpixels(self) -> list[SuperpixelParams]:
+        """One Felzenszwalb parameter set per scale."""
+        return [SuperpixelParams(s, self.sp_sigma, self.sp_min_size) for s in self.sp_scales]
 
     def to_json(self, path: Path) -> None:
         from sarfuse.io_utils import atomic_write_text

@@ -55,7 +55,7 @@ def gather_rows(x: Tensor) -> tuple[Tensor, int]:
 
 
 def contrast_loss(
-    z1: Tensor, z2: Tensor, temperature: float = 0.5, tau_plus: float = 0.1, beta: float = 1.0
+    z1: Tensor, z2: Tensor, temperature: float, tau_plus: float, beta: float
 ) -> Tensor:
     """:func:`hard_negative_nt_xent` of pairs z1, z2 (n_r, D) with negatives from all ranks.
 

@@ -3,11 +3,15 @@
 - :func:`hard_negative_nt_xent`: the hard-negative contrastive loss of Robinson et al. (ICLR 2021,
   "Contrastive learning with hard negative samples"); beta = tau_plus = 0 is plain NT-Xent.
 - :func:`dcca_loss`: deep canonical correlation analysis (Andrew et al., ICML 2013).
+
+The functions take every setting as an argument; :class:`ContrastOptions` and :data:`DCCA_EPS`
+hold the values the methods use (the paper's), once.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,9 +19,20 @@ from torch import Tensor
 
 from sarfuse.errors import check
 
+DCCA_EPS = 1e-3  # ridge added to the DCCA covariances
+
+
+@dataclass(frozen=True)
+class ContrastOptions:
+    """Settings of :func:`hard_negative_nt_xent` (defaults: the paper's)."""
+
+    temperature: float = 0.5  # contrastive temperature
+    tau_plus: float = 0.1  # class prior: the share of negatives that are in fact positives
+    beta: float = 1.0  # concentration of the weights on hard negatives
+
 
 def hard_negative_nt_xent(
-    z1: Tensor, z2: Tensor, temperature: float = 0.5, tau_plus: float = 0.1, beta: float = 1.0
+    z1: Tensor, z2: Tensor, temperature: float, tau_plus: float, beta: float
 ) -> Tensor:
     """Hard-negative NT-Xent between paired rows of z1 (N, D) and z2 (N, D); a scalar.
 
@@ -50,9 +65,9 @@ def hard_negative_rows(
     bank: Tensor,
     self_idx: Tensor,
     partner_idx: Tensor,
-    temperature: float = 0.5,
-    tau_plus: float = 0.1,
-    beta: float = 1.0,
+    temperature: float,
+    tau_plus: float,
+    beta: float,
 ) -> Tensor:
     """The loss of :func:`hard_negative_nt_xent` for each of A ``anchors`` (A, D) against all
     rows of ``bank`` (M + 2, D); (A,). Anchor ``a`` is row ``self_idx[a]`` of the bank, its
@@ -88,7 +103,7 @@ def hard_negative_rows(
     return torch.logaddexp(s_pos, log_ng) - s_pos
 
 
-def dcca_loss(h1: Tensor, h2: Tensor, eps: float = 1e-3, k: int | None = None) -> Tensor:
+def dcca_loss(h1: Tensor, h2: Tensor, eps: float, k: int | None = None) -> Tensor:
     """Minus the total (or top-``k``) canonical correlation between h1 (N, D1) and h2 (N, D2).
 
     Covariances are regularised with ``eps * I``. The correlations are the singular values of

@@ -5,9 +5,11 @@ A method is thin: it cuts the two views, runs the network, aligns, pools and cal
 :mod:`sarfuse.ssl.losses`. It is an ``nn.Module`` so that its heads and an optional EMA teacher
 train and travel with the training module's checkpoints. ``probe`` says what a probe reads
 from a network the method trained: image-level methods train only the encoders, so they are
-probed through the encoders' hypercolumns, as the authors probe them. Usage by a training loop::
+probed through the encoders' hypercolumns, as the authors probe them. A method is built from
+the run's :class:`~sarfuse.ssl.config.PretrainConfig` and reads the settings it uses from it.
+Usage by a training loop::
 
-    method = build_method("pixel", fusion="late", model=model, ema=0.99)
+    method = build_method(PretrainConfig(method="pixel", ema=0.99), model=model)
     parts = method.loss(model, batch, sample_view_params(B, margin))  # {"loss": ..., ...}
     parts["loss"].backward(); optimiser.step(); method.after_step(model)
 """
@@ -15,8 +17,7 @@ probed through the encoders' hypercolumns, as the authors probe them. Usage by a
 from __future__ import annotations
 
 import copy
-import inspect
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,12 +27,16 @@ from sarfuse.errors import SarfuseError, check
 from sarfuse.models.fusion import FUSIONS, FusionName, FusionNet, ProbeKind
 from sarfuse.ssl.distributed import contrast_loss, world
 from sarfuse.ssl.heads import ProjectionHead
-from sarfuse.ssl.losses import dcca_loss
+from sarfuse.ssl.losses import DCCA_EPS, dcca_loss
 from sarfuse.ssl.pooling import paired_superpixel_mean
 from sarfuse.ssl.views import ViewParams, align_to_view1, make_views
 
+if TYPE_CHECKING:
+    from sarfuse.ssl.config import PretrainConfig
+
+# the names of METHODS below (a test keeps the two equal)
 MethodName = Literal["pixel", "mcl", "dcca", "dcca_image"]
-NOT_SET_UP = "build the method with build_method(..., model=model)"
+NOT_SET_UP = "build the method with build_method(cfg, model=model)"
 
 
 class EMATeacher(nn.Module):
@@ -70,12 +75,19 @@ def _run(model: nn.Module, view: dict) -> dict[str, Tensor]:
 
 
 class Method(nn.Module):
-    """Base of the methods: which fusions they accept, and the training-loop hooks."""
+    """Base of the methods: which fusions they accept, and the training-loop hooks.
+
+    ``Method(cfg)`` takes the run's :class:`~sarfuse.ssl.config.PretrainConfig`; settings that
+    no config field carries are class attributes of the method.
+    """
 
     name: ClassVar[str]
     fusions: ClassVar[tuple[str, ...]] = tuple(FUSIONS)
     requirement: ClassVar[str] = ""  # why other fusions are refused, for the error message
     probe: ClassVar[ProbeKind] = "features"  # what a probe reads from the trained network
+
+    def __init__(self, cfg: PretrainConfig) -> None:
+        super().__init__()
 
     def setup(self, model: FusionNet) -> None:
         """Create state that depends on the network (called by :func:`build_method`)."""
@@ -91,15 +103,16 @@ class Method(nn.Module):
 
 
 class ContrastMethod(Method):
-    """A method built on the hard-negative contrastive loss (paper defaults)."""
+    """A method built on the hard-negative contrastive loss (``cfg.contrast``)."""
 
-    def __init__(self, temperature: float = 0.5, tau_plus: float = 0.1, beta: float = 1.0) -> None:
-        super().__init__()
-        self.temperature, self.tau_plus, self.beta = temperature, tau_plus, beta
+    def __init__(self, cfg: PretrainConfig) -> None:
+        super().__init__(cfg)
+        self.options = cfg.contrast
 
     def contrast(self, z1: Tensor, z2: Tensor) -> Tensor:
         """The loss of pairs (z1, z2); under DDP with negatives from every rank."""
-        return contrast_loss(z1, z2, self.temperature, self.tau_plus, self.beta)
+        o = self.options
+        return contrast_loss(z1, z2, o.temperature, o.tau_plus, o.beta)
 
 
 class PixelMethod(ContrastMethod):
@@ -116,25 +129,16 @@ class PixelMethod(ContrastMethod):
     each view, the S1 branch's image feature against the S2 branch's (networks with separate
     branches only). ``projection`` puts a :class:`ProjectionHead` per contrasted map between
     the features and the superpixel contrast, as the authors do; the probe reads the features.
+    ``max_segments`` caps the superpixels pooled per crop (None: all).
     """
 
     name = "pixel"
+    max_segments: int | None = None
 
-    def __init__(
-        self,
-        temperature: float = 0.5,
-        tau_plus: float = 0.1,
-        beta: float = 1.0,
-        w_superpixel: float = 1.0,
-        w_image: float = 1.0,
-        ema: float = 0.0,
-        max_segments: int | None = None,
-        w_cross: float = 0.0,
-        projection: bool = False,
-    ) -> None:
-        super().__init__(temperature, tau_plus, beta)
-        self.w_superpixel, self.w_image, self.w_cross = w_superpixel, w_image, w_cross
-        self.ema, self.max_segments, self.projection = ema, max_segments, projection
+    def __init__(self, cfg: PretrainConfig) -> None:
+        super().__init__(cfg)
+        self.w_superpixel, self.w_image, self.w_cross = cfg.w_superpixel, cfg.w_image, cfg.w_cross
+        self.ema, self.projection = cfg.ema, cfg.projection
         self.teacher: EMATeacher | None = None
         self.heads = nn.ModuleDict()  # contrasted map name -> projection head
 
@@ -239,10 +243,9 @@ class DCCAMethod(Method):
     name = "dcca"
     fusions = ("late",)
     requirement = "it correlates separate S1 and S2 per-pixel features"
-
-    def __init__(self, eps: float = 1e-3, k: int | None = None, max_pixels: int = 4096) -> None:
-        super().__init__()
-        self.eps, self.k, self.max_pixels = eps, k, max_pixels
+    eps: float = DCCA_EPS
+    k: int | None = None
+    max_pixels: int = 4096
 
     def loss(self, model: FusionNet, batch: dict, params: ViewParams) -> dict[str, Tensor]:
         self.check_model(model)
@@ -276,10 +279,11 @@ class DCCAImageMethod(Method):
     requirement = "it correlates separate S1 and S2 image features"
     probe = "hypercolumn"
     sensors: ClassVar[tuple[str, str]] = ("s1_image", "s2_image")
+    eps: float = DCCA_EPS
+    dim: int = 10  # size of the projected image features (the authors')
 
-    def __init__(self, eps: float = 1e-3, dim: int = 10) -> None:
-        super().__init__()
-        self.eps, self.dim = eps, dim
+    def __init__(self, cfg: PretrainConfig) -> None:
+        super().__init__(cfg)
         self.heads = nn.ModuleDict()  # image output name -> linear layer to dim
 
     def setup(self, model: FusionNet) -> None:
@@ -334,28 +338,15 @@ def valid_combinations() -> list[tuple[str, str]]:
     return [(f, m) for m, cls in METHODS.items() for f in FUSIONS if f in cls.fusions]
 
 
-def build_method(
-    name: MethodName,
-    *,
-    fusion: FusionName | None = None,
-    model: FusionNet | None = None,
-    **opts: object,
-) -> Method:
-    """The method ``name`` with its options; checks it against ``fusion`` (or ``model.fusion``)
-    and, given ``model``, creates the state that depends on it (the EMA teacher)."""
-    cls = method_class(name)
-    fusion = fusion if fusion is not None or model is None else model.fusion
-    if fusion is not None:
-        check_combination(fusion, name)
-    allowed = list(inspect.signature(cls).parameters)
-    unknown = sorted(set(opts) - set(allowed))
-    if unknown:
-        raise SarfuseError(
-            None,
-            f"method {name} has no option {', '.join(unknown)}; its options are "
-            f"{', '.join(allowed) or 'none'}",
-        )
-    method = cls(**opts)
+def build_method(cfg: PretrainConfig, *, model: FusionNet | None = None) -> Method:
+    """The method ``cfg.method`` with the settings of ``cfg``; checks it against ``model``'s
+    fusion (or ``cfg.fusion`` when no model is given and it is not ``auto``) and, given
+    ``model``, creates the state that depends on it (the EMA teacher, the heads)."""
+    cls = method_class(cfg.method)
+    fusion = model.fusion if model is not None else cfg.fusion
+    if fusion != "auto":
+        check_combination(fusion, cfg.method)
+    method = cls(cfg)
     if model is not None:
         method.check_model(model)
         method.setup(model)

@@ -6,7 +6,6 @@ views, the schedule, logging and the extra state a checkpoint must carry (RNG, d
 
 from __future__ import annotations
 
-import inspect
 import math
 import random
 import time
@@ -18,7 +17,7 @@ import torch
 from sarfuse.models import build_model
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.crops import crop_batch
-from sarfuse.ssl.methods import METHODS, build_method
+from sarfuse.ssl.methods import build_method
 from sarfuse.ssl.views import sample_view_params
 
 
@@ -59,24 +58,11 @@ class PretrainModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = PretrainConfig.from_dict(config)
-        cfg = self.cfg
-        self.model = build_model(cfg.fusion, s1_channels, s2_channels, cfg.width, cfg.feat_dim)
+        self.model = build_model(self.cfg.model_config(s1_channels, s2_channels))
         # channels-last weights make every convolution run channels-last (oneDNN's and cuDNN's
         # fast layout) and the features it pools a free view (benchmarks/README.md)
         self.model.to(memory_format=torch.channels_last)
-        options = {
-            "temperature": cfg.temperature,
-            "tau_plus": cfg.tau_plus,
-            "beta": cfg.beta,
-            "w_superpixel": cfg.w_superpixel,
-            "w_image": cfg.w_image,
-            "w_cross": cfg.w_cross,
-            "projection": cfg.projection,
-            "ema": cfg.ema,
-        }
-        accepted = inspect.signature(METHODS[cfg.method]).parameters
-        options = {k: v for k, v in options.items() if k in accepted}
-        self.method = build_method(cfg.method, model=self.model, **options)
+        self.method = build_method(self.cfg, model=self.model)
         self.contract = contract
         self._tic = time.perf_counter()
 

@@ -26,7 +26,7 @@ from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.crops import CropBatchSampler, CropDataset
 from sarfuse.ssl.methods import check_combination
 from sarfuse.ssl.module import PretrainModule, context_size
-from sarfuse.superpixels import SuperpixelParams, compute_all
+from sarfuse.superpixels import compute_all
 
 log = logging.getLogger(__name__)
 
@@ -126,43 +126,64 @@ def _pretrain(
 ) -> PretrainResult:
     """:func:`pretrain` once its run folder is locked."""
     ckpt = run_dir / "last.ckpt"
+    saved = _resume_point(ckpt) if _check_run_folder(ckpt, resume) else None
+    source = resolve_source(data, classes, config.s2_offset, labels=False)
+    config = _resolved(config, source.sensors)
+    check_combination(config.fusion, config.method)
+    contract = _contract(config, source)
+    module = _module(config, contract)
+    if saved is not None:
+        _check_same_run(ckpt, saved["sarfuse"], {**contract, "model": module.model.config})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.to_json(run_dir / "config.json")
+    loader = _loader(source, contract, config, saved["global_step"] if saved else 0, progress)
+    trainer = _trainer(config, run_dir, ckpt, loader.batch_sampler, progress)
+    _fit(trainer, module, loader, ckpt, resume)
+    return _finish(trainer, run_dir, source, contract, config)
+
+
+def _check_run_folder(ckpt: Path, resume: bool) -> bool:
+    """Refuse to overwrite a run, or to resume none; True when a run is resumed."""
     if ckpt.exists() and not resume:
         raise SarfuseError(
             ckpt, "a run already exists here; pass --resume to continue it or choose another --out"
         )
     if resume and not ckpt.exists():
         raise SarfuseError(ckpt, "nothing to resume: no checkpoint in this run folder")
-    saved = _resume_point(ckpt) if resume else None
-    source = resolve_source(data, classes, config.s2_offset, labels=False)
-    sensors = source.sensors
-    config = _resolved(config, sensors)
-    check_combination(config.fusion, config.method)
-    sp = [
-        SuperpixelParams(scale=s, sigma=config.sp_sigma, min_size=config.sp_min_size)
-        for s in config.sp_scales
-    ]
-    contract = make_contract(
-        sensors,
+    return resume
+
+
+def _contract(config: PretrainConfig, source: DataSource) -> dict:
+    """The data contract of the network ``config`` trains on ``source``."""
+    return make_contract(
+        source.sensors,
         config.s1_bands,
         network_s2_bands(config.s2_bands, source.s2_bands()),
         config.stats,
-        sp,
+        config.superpixels,
         config.patch_size,
         config.fusion,
         config.method,
     )
-    L.seed_everything(config.seed, workers=True, verbose=False)  # the network's initial weights
-    module = PretrainModule(
+
+
+def _module(config: PretrainConfig, contract: dict) -> PretrainModule:
+    """The training module, its network's initial weights drawn from ``config.seed``; built
+    before any data work, so that a fusion that needs a missing sensor fails early."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    return PretrainModule(
         config.__dict__ | {"crops": list(config.crops), "sp_scales": list(config.sp_scales)},
         s1_channels=len(contract["s1_bands"]),
         s2_channels=len(contract["s2_bands"]),
         contract=contract,
-    )  # builds the network first: a fusion that needs a missing sensor fails here, early
-    if saved is not None:
-        _check_same_run(ckpt, saved["sarfuse"], {**contract, "model": module.model.config})
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.to_json(run_dir / "config.json")
+    )
 
+
+def _loader(
+    source: DataSource, contract: dict, config: PretrainConfig, start_step: int, progress: bool
+) -> DataLoader:
+    """Batches of context crops with their superpixels (computed first, or read from the cache),
+    restarting at ``start_step`` of the crop sequence."""
     segments = superpixels_from_contract(contract)
     patches = patch_dataset(
         source, contract, superpixels=segments if len(segments) > 1 else segments[0]
@@ -170,24 +191,25 @@ def _pretrain(
     _check_scene_sizes(patches, config.crop, source.root)
     compute_all(patches, progress=progress)
     crops = CropDataset(patches, context_size(config), config.crops_per_patch, seed=config.seed)
-    sampler = CropBatchSampler(len(crops), config.batch, saved["global_step"] if saved else 0)
-    loader = DataLoader(
+    return DataLoader(
         crops,
-        batch_sampler=sampler,
+        batch_sampler=CropBatchSampler(len(crops), config.batch, start_step),
         num_workers=config.workers,
         generator=torch.Generator(),  # worker seeds; drawing them must not touch the global RNG
         persistent_workers=config.workers > 0,
     )
-    log = LossLog(run_dir / "loss.csv")
+
+
+def _trainer(
+    config: PretrainConfig, run_dir: Path, ckpt: Path, sampler: CropBatchSampler, progress: bool
+) -> L.Trainer:
+    """A Lightning trainer for the run's steps that logs each step's losses, then checkpoints."""
     accel = accelerator(config.device)
     world = world_size(accel, config.devices, config.num_nodes)
     total = config.steps if config.steps is not None else config.epochs * sampler.epoch_steps(world)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
-        # CropBatchSampler restarts mid-epoch exactly, which Lightning cannot know
-        warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
-        trainer = L.Trainer(
+        return L.Trainer(
             accelerator=accel,
             devices=config.devices,
             num_nodes=config.num_nodes,
@@ -203,28 +225,44 @@ def _pretrain(
             enable_model_summary=False,
             enable_progress_bar=progress,
             # a step's row, then its checkpoint
-            callbacks=[log, AtomicCheckpoint(ckpt, config.ckpt_every)],
+            callbacks=[LossLog(run_dir / "loss.csv"), AtomicCheckpoint(ckpt, config.ckpt_every)],
             use_distributed_sampler=False,  # CropBatchSampler splits the crops between ranks itself
             default_root_dir=run_dir,
             log_every_n_steps=1,
         )
+
+
+def _fit(
+    trainer: L.Trainer, module: PretrainModule, loader: DataLoader, ckpt: Path, resume: bool
+) -> None:
+    """Train, from ``ckpt`` when resuming; Ctrl-C raises :class:`Interrupted`."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+        # CropBatchSampler restarts mid-epoch exactly, which Lightning cannot know
+        warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
         # tensors and plain data only: a checkpoint from elsewhere must not run code
         try:
             trainer.fit(module, loader, ckpt_path=ckpt if resume else None, weights_only=True)
         except SystemExit:  # Lightning turns Ctrl-C into a graceful stop, then sys.exit(1)
             if trainer.interrupted:
-                raise _interrupted(run_dir, ckpt, trainer.global_step) from None
+                raise _interrupted(ckpt.parent, ckpt, trainer.global_step) from None
             raise
+
+
+def _finish(
+    trainer: L.Trainer, run_dir: Path, source: DataSource, contract: dict, config: PretrainConfig
+) -> PretrainResult:
+    """The loss curve's plot, the model card and the run's result."""
+    from sarfuse.modelcard import checkpoint_card, write_model_card
     from sarfuse.plots import plot_loss_curve
 
     if trainer.is_global_zero and (run_dir / "loss.csv").exists():
         plot_loss_curve(run_dir / "loss.csv", run_dir / "loss.png")
     first, last = _first_last_loss(run_dir / "loss.csv")
-    from sarfuse.modelcard import checkpoint_card, write_model_card
-
     card = checkpoint_card(source, contract, asdict(config), trainer.global_step, (first, last))
     write_model_card(run_dir, card)
-    return PretrainResult(run_dir, ckpt, trainer.global_step, first, last, config)
+    return PretrainResult(run_dir, run_dir / "last.ckpt", trainer.global_step, first, last, config)
 
 
 def _interrupted(run_dir: Path, ckpt: Path, step: int) -> Interrupted:
