@@ -34,12 +34,12 @@ from scipy.ndimage import uniform_filter
 from skimage.segmentation import felzenszwalb
 from tqdm.auto import tqdm
 
+from sarfuse.data.bands import S2_10M_BANDS
 from sarfuse.data.raster import is_gdal_url
 from sarfuse.errors import SarfuseError, check
 from sarfuse.io_utils import atomic_save
 
-# the S2 bands segmented (the authors': B2, B3, B4); defined here as sarfuse.data imports this
-OPTICAL_BANDS = ("B2", "B3", "B4", "B8")
+SEGMENTED_S2_BANDS = S2_10M_BANDS  # the S2 bands segmented when present (the authors': B2, B3, B4)
 _CACHE_VERSION = 1  # bump when the segmentation recipe changes, to orphan old cache entries
 _counts = {"computed": 0, "cached": 0}  # per process; lets compute_many report cache hits
 
@@ -130,14 +130,14 @@ def superpixel_input(
     s2_bands: Sequence[str] = (),
     valid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The image to segment: S2 (B2, B3, B4, B8 when present, else all bands) or filtered S1.
+    """The image to segment: S2 (its 10 m bands when present, else all bands) or filtered S1.
 
     ``s1_db`` (2, H, W) in dB, ``s2_refl`` (C, H, W) with band names ``s2_bands`` -> (C', H, W).
     """
     if s2_refl is not None:
         names = list(s2_bands)
-        if all(b in names for b in OPTICAL_BANDS):
-            return s2_refl[[names.index(b) for b in OPTICAL_BANDS]]
+        if all(b in names for b in SEGMENTED_S2_BANDS):
+            return s2_refl[[names.index(b) for b in SEGMENTED_S2_BANDS]]
         return s2_refl
     if s1_db is None:
         raise SarfuseError(None, "superpixels need S1 or S2 data, got neither")

@@ -7,13 +7,16 @@ import pytest
 from sarfuse.data.bands import (
     RESOLUTION,
     S1_BANDS,
+    S2_10M_BANDS,
     S2_BANDS,
     S2_L2A_BANDS,
     S2_STACKS,
     band_name,
     canonical_bands,
+    means_all,
     network_s2_bands,
     resolve_bands,
+    without_cirrus,
 )
 from sarfuse.errors import SarfuseError
 
@@ -63,3 +66,9 @@ def test_network_s2_bands_all_means_every_band_but_cirrus() -> None:
     assert network_s2_bands(("ALL",), ("B2", "B8", "B11")) == ("B2", "B8", "B11")
     assert network_s2_bands(("B8", "B2"), S2_BANDS) == ("B8", "B2")  # a list is kept, in order
     assert network_s2_bands(("all",), ()) == ()  # no S2 in the data
+
+
+def test_band_groups_are_worked_out_from_the_band_table():
+    assert S2_10M_BANDS == ("B2", "B3", "B4", "B8")  # the paper's optical bands
+    assert without_cirrus(("B11", "B10", "B2")) == ("B11", "B2")
+    assert means_all(["All"]) and not means_all(["all", "B2"]) and not means_all([])

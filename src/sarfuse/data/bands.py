@@ -19,11 +19,15 @@ S1_BANDS: tuple[str, ...] = ("VV", "VH")
 S2_BANDS: tuple[str, ...] = (
     "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12",
 )  # fmt: skip
-S2_L2A_BANDS: tuple[str, ...] = tuple(b for b in S2_BANDS if b != "B10")
+CIRRUS_BAND = "B10"  # sees the upper atmosphere, not the ground; L2A products drop it
 
-DEFAULT_S1_BANDS: tuple[str, ...] = ("VV", "VH")
-DEFAULT_S2_BANDS: tuple[str, ...] = ("B2", "B3", "B4", "B8")  # the paper's optical bands
-ALL_BANDS = "all"  # a band list of this one word: every S2 band the data holds but B10
+
+def without_cirrus(bands: Iterable[str]) -> tuple[str, ...]:
+    """``bands`` in their order, but the cirrus band."""
+    return tuple(b for b in bands if b != CIRRUS_BAND)
+
+
+S2_L2A_BANDS: tuple[str, ...] = without_cirrus(S2_BANDS)
 
 # native ground sampling distance in metres; every band is read on the 10 m grid
 RESOLUTION: dict[str, int] = {
@@ -31,13 +35,18 @@ RESOLUTION: dict[str, int] = {
     "B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10,
     "B8A": 20, "B9": 60, "B10": 60, "B11": 20, "B12": 20,
 }  # fmt: skip
+S2_10M_BANDS: tuple[str, ...] = tuple(b for b in S2_BANDS if RESOLUTION[b] == 10)  # B2 B3 B4 B8
+
+DEFAULT_S1_BANDS: tuple[str, ...] = S1_BANDS
+DEFAULT_S2_BANDS: tuple[str, ...] = S2_10M_BANDS  # the paper's optical bands
+ALL_BANDS = "all"  # a band list of this one word: every S2 band the data holds but B10
 
 # stack orders assumed from the band count when a file does not name its bands
 S2_STACKS: dict[int, tuple[str, ...]] = {
     13: S2_BANDS,  # L1C: DFC2020, SEN12MS, Sen1Floods11
     12: S2_L2A_BANDS,  # L2A: no cirrus band
     10: ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12"),  # 10 + 20 m bands
-    4: DEFAULT_S2_BANDS,  # the 10 m bands
+    4: S2_10M_BANDS,
 }
 SENSOR_BANDS: dict[str, tuple[str, ...]] = {"s1": S1_BANDS, "s2": S2_BANDS}
 
@@ -90,7 +99,10 @@ def canonical_bands(names: Iterable[str], sensor: Sensor) -> tuple[str, ...]:
 
 def network_s2_bands(requested: Sequence[str], available: Sequence[str]) -> tuple[str, ...]:
     """The S2 bands a network is fed: ``requested``, or for ``("all",)`` every band of
-    ``available`` but the cirrus band B10, which sees the upper atmosphere, not the ground."""
-    if [b.lower() for b in requested] == [ALL_BANDS]:
-        return tuple(b for b in available if b != "B10")
-    return tuple(requested)
+    ``available`` but the cirrus band."""
+    return without_cirrus(available) if means_all(requested) else tuple(requested)
+
+
+def means_all(requested: Sequence[str]) -> bool:
+    """Whether a band list is the one word ``all`` (any case)."""
+    return [b.lower() for b in requested] == [ALL_BANDS]
