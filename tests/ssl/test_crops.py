@@ -90,8 +90,8 @@ def test_crops_have_the_context_size_and_lie_inside_the_patch():
 
 def test_a_crop_is_a_function_of_seed_and_number():
     patches = Patches([coordinate_patch(), coordinate_patch()])
-    a, b = CropDataset(patches, 12, seed=3), CropDataset(patches, 12, seed=3)
-    other = CropDataset(patches, 12, seed=4)
+    a, b = CropDataset(patches, 12, 16, seed=3), CropDataset(patches, 12, 16, seed=3)
+    other = CropDataset(patches, 12, 16, seed=4)
     torch.manual_seed(0)
     first = [window_of(a[n]) for n in range(20)]
     torch.manual_seed(99)  # the global generator plays no part
@@ -104,7 +104,7 @@ def test_crops_are_drawn_from_every_patch():
     items = [coordinate_patch() for _ in range(3)]
     for i, item in enumerate(items):
         item["s2"] = torch.full_like(item["s2"], float(i))
-    crops = CropDataset(Patches(items), 12)
+    crops = CropDataset(Patches(items), 12, 16)
     seen = {int(crops[n]["s2"][0, 0, 0]) for n in range(60)}
     assert seen == {0, 1, 2}
 
@@ -115,7 +115,7 @@ def test_crops_with_little_valid_data_are_redrawn():
     patches = Patches([coordinate_patch(valid)])
 
     def share_half_valid(min_valid: float) -> float:
-        crops = CropDataset(patches, 12, min_valid=min_valid)
+        crops = CropDataset(patches, 12, 16, min_valid=min_valid)
         return sum(float(crops[n]["valid"].float().mean() >= 0.5) for n in range(300)) / 300
 
     unfiltered, filtered = share_half_valid(0.0), share_half_valid(0.5)
@@ -124,13 +124,13 @@ def test_crops_with_little_valid_data_are_redrawn():
 
 
 def test_a_fully_invalid_patch_still_gives_a_crop():
-    crops = CropDataset(Patches([coordinate_patch(torch.zeros(P, P, dtype=torch.bool))]), 12)
+    crops = CropDataset(Patches([coordinate_patch(torch.zeros(P, P, dtype=torch.bool))]), 12, 16)
     assert crops[0]["valid"].shape == (12, 12) and not crops[0]["valid"].any()
 
 
 def test_a_patch_smaller_than_the_context_is_a_one_line_error():
     small = coordinate_patch(torch.ones(10, 10, dtype=torch.bool), path="small.tif")
-    crops = CropDataset(Patches([small]), context=12)
+    crops = CropDataset(Patches([small]), context=12, crops_per_patch=16)
     with pytest.raises(SarfuseError, match="smaller than the training context") as err:
         crops[0]
     assert str(err.value).startswith("small.tif: ") and "\n" not in str(err.value)

@@ -46,7 +46,7 @@ class CropDataset(Dataset):
         self,
         patches: Dataset,
         context: int,
-        crops_per_patch: int = 16,
+        crops_per_patch: int,
         min_valid: float = 0.5,
         cache_size: int = 512,
         seed: int = 0,

@@ -46,7 +46,7 @@ class EMATeacher(nn.Module):
     and copies buffers (BatchNorm statistics); calling the teacher never builds a graph.
     """
 
-    def __init__(self, model: nn.Module, momentum: float = 0.99) -> None:
+    def __init__(self, model: nn.Module, momentum: float) -> None:
         super().__init__()
         check(0.0 < momentum < 1.0, None, f"EMA momentum must be in (0, 1), got {momentum}")
         self.momentum = momentum
