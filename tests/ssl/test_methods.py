@@ -68,10 +68,7 @@ def bare_method(name: str = "pixel", **opts) -> object:
 def test_registry_lists_the_allowed_pairs():
     assert set(METHODS) == {"pixel", "mcl", "dcca", "dcca_image"}
     assert get_args(MethodName) == tuple(METHODS)
-    assert set(COMBOS) == {
-        ("early", "pixel"),
-        ("intermediate", "pixel"),
-        ("late", "pixel"),
+    assert set(COMBOS) == {(fusion, "pixel") for fusion in FUSIONS} | {  # pixel trains any
         ("intermediate", "mcl"),
         ("late", "mcl"),
         ("late", "dcca"),
