@@ -28,7 +28,6 @@ EXTRA_KEYS = {
     "early": set(),
     "intermediate": {"s1_image", "s2_image"},
     "late": {"s1_features", "s2_features", "s1_image", "s2_image"},
-    "sum": set(),
 }
 
 
@@ -110,12 +109,7 @@ def test_out_dims_name_every_output_and_its_size(fusion):
     assert {k: v.shape[1] for k, v in out.items()} == net.out_dims
 
 
-HYPER_DIMS = {
-    "early": 15 * 4,
-    "intermediate": 15 * 4,
-    "late": 2 * 15 * 4,
-    "sum": 2 * 15 * 4,
-}  # sum of level widths
+HYPER_DIMS = {"early": 15 * 4, "intermediate": 15 * 4, "late": 2 * 15 * 4}  # sum of level widths
 
 
 @pytest.mark.parametrize("fusion", list(FUSIONS))

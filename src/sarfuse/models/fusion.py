@@ -23,7 +23,7 @@ from sarfuse.models.hypercolumn import hypercolumn
 from sarfuse.models.resunet import Decoder, Encoder, ImageHead, Norm, ResUnet, pad_to_multiple
 
 # the names of FUSIONS below (a test keeps the two equal); "auto" is chosen from the sensors
-FusionName = Literal["early", "intermediate", "late", "sum"]
+FusionName = Literal["early", "intermediate", "late"]
 FusionChoice = Literal["auto", FusionName]
 ProbeKind = Literal["features", "hypercolumn"]
 
@@ -243,26 +243,6 @@ class LateFusion(FusionNet):
         return self.s1_net.encode(pad_to_multiple(s1)) + self.s2_net.encode(pad_to_multiple(s2))
 
 
-class SumFusion(FusionNet):
-    """Throwaway: one ResUnet per sensor, their features and image features added."""
-
-    fusion = "sum"
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__(cfg)
-        args = (cfg.width, cfg.feat_dim, cfg.blocks, cfg.norm)
-        self.s1_net, self.s2_net = ResUnet(cfg.s1_channels, *args), ResUnet(cfg.s2_channels, *args)
-        self.out_dims = {"features": cfg.feat_dim, "image": cfg.feat_dim}
-        self.hyper_dim = sum(self.s1_net.encoder.channels) + sum(self.s2_net.encoder.channels)
-
-    def fuse(self, s1: Tensor, s2: Tensor) -> dict[str, Tensor]:
-        (f1, i1), (f2, i2) = self.s1_net(s1), self.s2_net(s2)
-        return {"features": f1 + f2, "image": i1 + i2}
-
-    def encode(self, s1: Tensor, s2: Tensor) -> list[Tensor]:
-        return self.s1_net.encode(pad_to_multiple(s1)) + self.s2_net.encode(pad_to_multiple(s2))
-
-
 PROBES: dict[str, Callable[[FusionNet, Tensor | None, Tensor | None], Tensor]] = {
     "features": lambda net, s1, s2: net(s1, s2)["features"],
     "hypercolumn": lambda net, s1, s2: net.hypercolumn(s1, s2),
@@ -272,7 +252,6 @@ FUSIONS: dict[str, type[FusionNet]] = {
     "early": EarlyFusion,
     "intermediate": IntermediateFusion,
     "late": LateFusion,
-    "sum": SumFusion,
 }
 
 
