@@ -1,7 +1,7 @@
 """sarfuse.ssl: views, superpixel pooling, losses and methods of self-supervised pretraining."""
 
 from sarfuse.ssl.heads import ProjectionHead
-from sarfuse.ssl.losses import dcca_loss, hard_negative_nt_xent
+from sarfuse.ssl.losses import ContrastOptions, dcca_loss, hard_negative_nt_xent
 from sarfuse.ssl.methods import (
     METHODS,
     EMATeacher,
@@ -17,6 +17,7 @@ from sarfuse.ssl.views import ViewParams, align_to_view1, make_views, sample_vie
 
 __all__ = [
     "METHODS",
+    "ContrastOptions",
     "EMATeacher",
     "Method",
     "MethodName",
