@@ -30,6 +30,7 @@ from rasterio.windows import Window as RioWindow
 from tqdm.auto import tqdm
 
 from sarfuse.data.raster import RasterInfo, open_writer
+from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path, atomic_write_text
 from sarfuse.mapping.batching import PredictManyFn, TileBatcher
@@ -39,6 +40,7 @@ from sarfuse.mapping.tiling import Window, normalise, tile_windows, window_weigh
 ReadFn = Callable[[Window], dict[str, np.ndarray]]  # (row, col, h, w) -> inputs incl. "valid"
 PredictFn = Callable[[dict[str, np.ndarray]], np.ndarray]  # inputs -> (K, h, w) probabilities
 Emit = Callable[[int, np.ndarray, np.ndarray | None], None]  # (col, classes, probabilities)
+BYTE_MAX = int(np.iinfo(np.uint8).max)  # the largest value a uint8 map can hold
 
 
 @dataclass
@@ -144,7 +146,7 @@ class _Outputs:
         nodata: int,
         colormap: Mapping[int, Sequence[int]] | None,
     ) -> None:
-        self.counts = np.zeros(256, dtype=np.int64)
+        self.counts = np.zeros(BYTE_MAX + 1, dtype=np.int64)
         tags = {"class_names": json.dumps(names), "nodata_meaning": "no valid input"}
         cmap = None if colormap is None else {nodata: (0, 0, 0, 0), **dict(colormap)}
         self.classes = stack.enter_context(
@@ -163,7 +165,7 @@ class _Outputs:
         self.classes.write(classes, 1, window=window)
         if self.proba is not None:
             self.proba.write(proba, window=window)
-        self.counts += np.bincount(classes.ravel(), minlength=256)
+        self.counts += np.bincount(classes.ravel(), minlength=BYTE_MAX + 1)
 
 
 class _Sidecar:
@@ -225,102 +227,157 @@ def _job(
     }  # fmt: skip
 
 
+@dataclass
+class _Plan:
+    """A scene's tiles by tile row (in order); rows above the next tile row's start are final
+    once that tile row is blended."""
+
+    windows: list[Window]
+    rows: dict[int, list[Window]]  # tile row start -> its windows, left to right
+    starts: list[int]
+    ends: list[int]  # the next tile row's start (the scene's height for the last)
+
+    @classmethod
+    def of(cls, info: RasterInfo, config: MapConfig) -> _Plan:
+        windows = tile_windows(info.height, info.width, config.tile, config.overlap)
+        rows: dict[int, list[Window]] = {}
+        for window in windows:
+            rows.setdefault(window[0], []).append(window)
+        starts = list(rows)
+        return cls(windows, rows, starts, starts[1:] + [info.height])
+
+    def todo(self, done: int) -> list[int]:
+        """The tile rows that reach past the ``done`` rows kept from an earlier run."""
+        th = self.windows[0][2]  # tile height, the same for every tile
+        return [i for i, s in enumerate(self.starts) if s + th > done]
+
+    def skipped(self, todo: list[int]) -> int:
+        """Tiles of the tile rows not to predict again."""
+        return sum(len(self.rows[s]) for s in self.starts[: todo[0] if todo else len(self.starts)])
+
+
 def map_scene(
     predict_fn: PredictFn,
     read_fn: ReadFn,
     info: RasterInfo,
     out_path: str | Path,
     num_classes: int,
-    tile: int = MapConfig.tile,
-    overlap: int = MapConfig.overlap,
+    config: MapConfig | None = None,
     colormap: Mapping[int, Sequence[int]] | None = None,
     class_names: Sequence[str] | None = None,
     probabilities_path: str | Path | None = None,
-    nodata: int = 255,
+    nodata: int = IGNORE_INDEX,
     progress: bool = True,
     resume: bool = True,
     key: Mapping[str, Any] | None = None,
     predict_many: PredictManyFn | None = None,
-    batch_tiles: int = 1,
 ) -> dict[str, Any]:
-    """Predict a scene tile by tile and write a uint8 class GeoTIFF on ``info``'s grid.
+    """Predict a scene tile by tile (``config``: tiling and tiles per call, default
+    :class:`MapConfig`) and write a uint8 class GeoTIFF on ``info``'s grid.
 
     ``read_fn(window)`` returns the tile's inputs with a ``"valid"`` ``(h, w)`` mask;
     ``predict_fn(inputs)`` returns ``(K, h, w)`` probabilities, or ``predict_many`` (a list of
-    tiles' inputs -> ``(N, K, h, w)``) predicts ``batch_tiles`` tiles a call; the next tiles
-    are read in a thread meanwhile (:class:`~sarfuse.mapping.batching.TileBatcher`). Writes
-    ``out_path`` (classes, colour table, class names in the ``class_names`` tag) and optionally
-    ``probabilities_path`` (float32, K bands, NaN where invalid). Returns a summary with the
-    pixel count per class.
+    tiles' inputs -> ``(N, K, h, w)``) predicts ``config.batch_tiles`` tiles a call; the next
+    tiles are read in a thread meanwhile (:class:`~sarfuse.mapping.batching.TileBatcher`).
+    Writes ``out_path`` (classes, colour table, class names in the ``class_names`` tag) and
+    optionally ``probabilities_path`` (float32, K bands, NaN where invalid). Returns a summary
+    with the pixel count per class.
     ``key`` (JSON-able) names what else the job depends on (inputs, models): kept rows of a job
     with another key are discarded, never spliced into this map.
     """
+    config = config or MapConfig()
     out_path = Path(out_path)
-    names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-    if len(names) != num_classes or not num_classes <= nodata <= 255:
-        raise SarfuseError(
-            out_path,
-            f"need {num_classes} class names and nodata in {num_classes}..255, got "
-            f"{len(names)} names and nodata {nodata}",
-        )
-    windows = tile_windows(info.height, info.width, tile, overlap)
-    tile_rows: dict[int, list[Window]] = {}
-    for window in windows:
-        tile_rows.setdefault(window[0], []).append(window)
-    starts = list(tile_rows)
-    ends = starts[1:] + [info.height]  # rows above the next tile row's start are then final
-    th = windows[0][2]  # tile height, the same for every tile
-    partial = out_path.with_name(out_path.name + ".partial")
-    if not resume:
-        shutil.rmtree(partial, ignore_errors=True)
-    job = _job(info, num_classes, tile, overlap, nodata, probabilities_path is not None)
+    names = _class_names(out_path, class_names, num_classes, nodata)
+    plan = _Plan.of(info, config)
+    with_proba = probabilities_path is not None
+    job = _job(info, num_classes, config.tile, config.overlap, nodata, with_proba)
     job["key"] = json.loads(json.dumps(key or {}))  # as read back from job.json
-    sidecar = _Sidecar(partial, job) if resume else None
+    sidecar = _sidecar(out_path, job, resume)
 
     with ExitStack() as stack:
         out = _Outputs(stack, info, out_path, probabilities_path, names, nodata, colormap)
         done = sidecar.replay(out) if sidecar else 0
-        todo = [i for i, s in enumerate(starts) if s + th > done]
-        skipped = sum(len(tile_rows[s]) for s in starts[: todo[0] if todo else len(starts)])
+        todo = plan.todo(done)
         bar = stack.enter_context(
-            tqdm(total=len(windows), initial=skipped, disable=not progress, desc="map",
-                 unit="tile", leave=False)
+            tqdm(total=len(plan.windows), initial=plan.skipped(todo), disable=not progress,
+                 desc="map", unit="tile", leave=False)
         )  # fmt: skip
-
-        order = [w for i in todo for w in tile_rows[starts[i]]]
+        order = [w for i in todo for w in plan.rows[plan.starts[i]]]
         many = predict_many or (lambda tiles: np.stack([predict_fn(t) for t in tiles]))
-        batcher = stack.enter_context(TileBatcher(order, read_fn, many, batch_tiles))
+        batcher = stack.enter_context(TileBatcher(order, read_fn, many, config.batch_tiles))
 
         def predict(window: Window) -> _Acc:
             proba, valid = _checked_tile(window, *batcher(window), num_classes)
-            weight = window_weights(window, *info.shape, overlap)
+            weight = window_weights(window, *info.shape, config.overlap)
             bar.update()
             return _Acc(proba * weight, weight, valid)
 
-        carry = _Acc.zeros(num_classes, 0, info.width)
-        for i in todo:
-            row, n = starts[i], ends[i] - starts[i]
-            if ends[i] <= done:  # recomputed only to rebuild the strip carried past ``done``
-                carry = _blend_tile_row(tile_rows[row], carry, n, predict, None, info.width)
-                continue
-            with sidecar.band(row, ends[i]) if sidecar else _no_band() as keep:
-
-                def emit(col: int, segment: _Acc, row: int = row, keep: Emit = keep) -> None:
-                    classes, proba = segment.finish(nodata, out.proba is not None)
-                    out.write(row, col, classes, proba)
-                    keep(col, classes, proba)
-
-                carry = _blend_tile_row(tile_rows[row], carry, n, predict, emit, info.width)
+        _blend_rows(plan, todo, done, predict, out, sidecar, nodata, num_classes)
     if sidecar:
         sidecar.remove()
     return {
         "path": str(out_path),
         "probabilities": None if probabilities_path is None else str(probabilities_path),
-        "tiles": len(windows),
+        "tiles": len(plan.windows),
         "resumed_at_row": done,
         "class_pixels": {n: int(out.counts[i]) for i, n in enumerate(names)},
         "invalid_pixels": int(out.counts[nodata]),
     }
+
+
+def _class_names(
+    out_path: Path, class_names: Sequence[str] | None, num_classes: int, nodata: int
+) -> list[str]:
+    """The class names (default: the class indices), refused unless one per class and
+    ``nodata`` fits a byte above the classes."""
+    names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    if len(names) != num_classes or not num_classes <= nodata <= BYTE_MAX:
+        raise SarfuseError(
+            out_path,
+            f"need {num_classes} class names and nodata in {num_classes}..{BYTE_MAX}, got "
+            f"{len(names)} names and nodata {nodata}",
+        )
+    return names
+
+
+def _sidecar(out_path: Path, job: dict[str, Any], resume: bool) -> _Sidecar | None:
+    """The kept rows of ``out_path``'s job (None, and any kept rows removed, unless
+    ``resume``)."""
+    partial = out_path.with_name(out_path.name + ".partial")
+    if not resume:
+        shutil.rmtree(partial, ignore_errors=True)
+        return None
+    return _Sidecar(partial, job)
+
+
+def _blend_rows(
+    plan: _Plan,
+    todo: list[int],
+    done: int,
+    predict: Callable[[Window], _Acc],
+    out: _Outputs,
+    sidecar: _Sidecar | None,
+    nodata: int,
+    num_classes: int,
+) -> None:
+    """Blend the tile rows ``todo`` and write the rows each finishes (kept in ``sidecar``);
+    rows up to ``done`` are only recomputed for the strip carried past them."""
+    width = out.classes.width
+    carry = _Acc.zeros(num_classes, 0, width)
+    for i in todo:
+        row, end = plan.starts[i], plan.ends[i]
+        tiles, n = plan.rows[row], end - row
+        if end <= done:  # recomputed only to rebuild the strip carried past ``done``
+            carry = _blend_tile_row(tiles, carry, n, predict, None, width)
+            continue
+        with sidecar.band(row, end) if sidecar else _no_band() as keep:
+
+            def emit(col: int, segment: _Acc, row: int = row, keep: Emit = keep) -> None:
+                classes, proba = segment.finish(nodata, out.proba is not None)
+                out.write(row, col, classes, proba)
+                keep(col, classes, proba)
+
+            carry = _blend_tile_row(tiles, carry, n, predict, emit, width)
 
 
 @contextmanager

@@ -12,10 +12,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from sarfuse.contract import make_contract, normaliser_from_contract, superpixels_from_contract
-from sarfuse.data.bands import network_s2_bands
+from sarfuse.contract import DataContract
 from sarfuse.data.dataset import PatchDataset
-from sarfuse.data.layouts import DataSource
 from sarfuse.errors import Interrupted, SarfuseError, warn
 from sarfuse.io_utils import load_tensors
 from sarfuse.lock import output_lock
@@ -26,7 +24,7 @@ from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.crops import CropBatchSampler, CropDataset
 from sarfuse.ssl.methods import check_combination
 from sarfuse.ssl.module import PretrainModule, context_size
-from sarfuse.superpixels import SuperpixelParams, compute_all
+from sarfuse.superpixels import compute_all
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +37,6 @@ class PretrainResult:
     first_loss: float | None
     last_loss: float | None
     config: PretrainConfig  # as trained: its fusion is resolved, never "auto"
-
-
-def patch_dataset(
-    source: DataSource, contract: dict, patch_size: int | None = None, **kw
-) -> PatchDataset:
-    """Open ``source`` exactly as the network of ``contract`` expects its inputs."""
-    return PatchDataset(
-        source,
-        patch_size=patch_size or contract["patch_size"],
-        s1_bands=tuple(contract["s1_bands"]),
-        s2_bands=tuple(contract["s2_bands"]),
-        normaliser=normaliser_from_contract(contract),
-        **kw,
-    )
 
 
 def pretrain(
@@ -137,36 +121,22 @@ def _pretrain(
     sensors = source.sensors
     config = _resolved(config, sensors)
     check_combination(config.fusion, config.method)
-    sp = [
-        SuperpixelParams(scale=s, sigma=config.sp_sigma, min_size=config.sp_min_size)
-        for s in config.sp_scales
-    ]
-    contract = make_contract(
-        sensors,
-        config.s1_bands,
-        network_s2_bands(config.s2_bands, source.s2_bands()),
-        config.stats,
-        sp,
-        config.patch_size,
-        config.fusion,
-        config.method,
-    )
+    contract = DataContract.for_pretraining(source, config)
     L.seed_everything(config.seed, workers=True, verbose=False)  # the network's initial weights
     module = PretrainModule(
         config.__dict__ | {"crops": list(config.crops), "sp_scales": list(config.sp_scales)},
-        s1_channels=len(contract["s1_bands"]),
-        s2_channels=len(contract["s2_bands"]),
-        contract=contract,
+        s1_channels=len(contract.s1_bands),
+        s2_channels=len(contract.s2_bands),
+        contract=contract.to_dict(),
     )  # builds the network first: a fusion that needs a missing sensor fails here, early
     if saved is not None:
-        _check_same_run(ckpt, saved["sarfuse"], {**contract, "model": module.model.config})
+        _check_same_run(
+            ckpt, saved["sarfuse"], {**contract.to_dict(), "model": module.model.config}
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     config.to_json(run_dir / "config.json")
 
-    segments = superpixels_from_contract(contract)
-    patches = patch_dataset(
-        source, contract, superpixels=segments if len(segments) > 1 else segments[0]
-    )
+    patches = contract.open_patches(source, superpixels=True)
     _check_scene_sizes(patches, config.crop, source.root)
     compute_all(patches, progress=progress)
     crops = CropDataset(patches, context_size(config), config.crops_per_patch, seed=config.seed)
