@@ -30,7 +30,7 @@ from rasterio.windows import Window as RioWindow
 from tqdm.auto import tqdm
 
 from sarfuse.data.raster import RasterInfo, open_writer
-from sarfuse.data.schemes import IGNORE_INDEX
+from sarfuse.data.schemes import BYTE_MAX, IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path, atomic_write_text
 from sarfuse.mapping.batching import PredictManyFn, TileBatcher
@@ -40,7 +40,6 @@ from sarfuse.mapping.tiling import Window, normalise, tile_windows, window_weigh
 ReadFn = Callable[[Window], dict[str, np.ndarray]]  # (row, col, h, w) -> inputs incl. "valid"
 PredictFn = Callable[[dict[str, np.ndarray]], np.ndarray]  # inputs -> (K, h, w) probabilities
 Emit = Callable[[int, np.ndarray, np.ndarray | None], None]  # (col, classes, probabilities)
-BYTE_MAX = int(np.iinfo(np.uint8).max)  # the largest value a uint8 map can hold
 
 
 @dataclass
