@@ -197,8 +197,8 @@ class ClassScheme:
 
 
 def _check_classes(scheme: str, classes: Sequence[ClassDef]) -> None:
-    """1..IGNORE_INDEX - 1 classes (IGNORE_INDEX is the nodata of a map), each value and each name used once: a
-    repeated name would merge two classes' rows in the metrics."""
+    """Fewer classes than IGNORE_INDEX (the nodata of a map), each value and each name used
+    once: a repeated name would merge two classes' rows in the metrics."""
     if not 0 < len(classes) < IGNORE_INDEX:
         raise SarfuseError(
             None,
