@@ -217,12 +217,19 @@ class _Sidecar:
 
 
 def _job(
-    info: RasterInfo, num_classes: int, tile: int, overlap: int, nodata: int, probabilities: bool
+    info: RasterInfo,
+    num_classes: int,
+    config: MapConfig,
+    nodata: int,
+    probabilities: bool,
+    key: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
+    """What a map's kept rows belong to: its grid, classes, tiling and ``key``."""
     return {
         "height": info.height, "width": info.width, "crs": str(info.crs),
-        "transform": list(info.transform)[:6], "num_classes": num_classes, "tile": tile,
-        "overlap": overlap, "nodata": nodata, "probabilities": probabilities,
+        "transform": list(info.transform)[:6], "num_classes": num_classes, "tile": config.tile,
+        "overlap": config.overlap, "nodata": nodata, "probabilities": probabilities,
+        "key": json.loads(json.dumps(key or {})),  # as read back from job.json
     }  # fmt: skip
 
 
@@ -271,57 +278,59 @@ def map_scene(
     key: Mapping[str, Any] | None = None,
     predict_many: PredictManyFn | None = None,
 ) -> dict[str, Any]:
-    """Predict a scene tile by tile (``config``: tiling and tiles per call, default
-    :class:`MapConfig`) and write a uint8 class GeoTIFF on ``info``'s grid.
-
-    ``read_fn(window)`` returns the tile's inputs with a ``"valid"`` ``(h, w)`` mask;
-    ``predict_fn(inputs)`` returns ``(K, h, w)`` probabilities, or ``predict_many`` (a list of
-    tiles' inputs -> ``(N, K, h, w)``) predicts ``config.batch_tiles`` tiles a call; the next
-    tiles are read in a thread meanwhile (:class:`~sarfuse.mapping.batching.TileBatcher`).
-    Writes ``out_path`` (classes, colour table, class names in the ``class_names`` tag) and
-    optionally ``probabilities_path`` (float32, K bands, NaN where invalid). Returns a summary
-    with the pixel count per class.
-    ``key`` (JSON-able) names what else the job depends on (inputs, models): kept rows of a job
-    with another key are discarded, never spliced into this map.
-    """
-    config = config or MapConfig()
-    out_path = Path(out_path)
+    """Predict a scene tile by tile with ``config``'s tiling (default: :class:`MapConfig`'s)
+    and write a uint8 class GeoTIFF on ``info``'s grid, with ``class_names`` in a tag, and
+    optionally ``probabilities_path`` (float32, NaN where invalid). ``predict_many`` predicts
+    ``config.batch_tiles`` tiles a call (else ``predict_fn`` one) while the next are read. Rows
+    kept by a job of another ``key`` (JSON: inputs, models) are discarded, never spliced in.
+    Returns a summary with the pixel count per class."""
+    config, out_path = config or MapConfig(), Path(out_path)
     names = _class_names(out_path, class_names, num_classes, nodata)
     plan = _Plan.of(info, config)
-    with_proba = probabilities_path is not None
-    job = _job(info, num_classes, config.tile, config.overlap, nodata, with_proba)
-    job["key"] = json.loads(json.dumps(key or {}))  # as read back from job.json
+    job = _job(info, num_classes, config, nodata, probabilities_path is not None, key)
     sidecar = _sidecar(out_path, job, resume)
-
+    many = predict_many or (lambda tiles: np.stack([predict_fn(t) for t in tiles]))
     with ExitStack() as stack:
         out = _Outputs(stack, info, out_path, probabilities_path, names, nodata, colormap)
         done = sidecar.replay(out) if sidecar else 0
         todo = plan.todo(done)
-        bar = stack.enter_context(
-            tqdm(total=len(plan.windows), initial=plan.skipped(todo), disable=not progress,
-                 desc="map", unit="tile", leave=False)
-        )  # fmt: skip
-        order = [w for i in todo for w in plan.rows[plan.starts[i]]]
-        many = predict_many or (lambda tiles: np.stack([predict_fn(t) for t in tiles]))
-        batcher = stack.enter_context(TileBatcher(order, read_fn, many, config.batch_tiles))
-
-        def predict(window: Window) -> _Acc:
-            proba, valid = _checked_tile(window, *batcher(window), num_classes)
-            weight = window_weights(window, *info.shape, config.overlap)
-            bar.update()
-            return _Acc(proba * weight, weight, valid)
-
+        predict = _predictor(stack, plan, todo, info, config, read_fn, many, num_classes, progress)
         _blend_rows(plan, todo, done, predict, out, sidecar, nodata, num_classes)
     if sidecar:
         sidecar.remove()
-    return {
-        "path": str(out_path),
-        "probabilities": None if probabilities_path is None else str(probabilities_path),
-        "tiles": len(plan.windows),
-        "resumed_at_row": done,
-        "class_pixels": {n: int(out.counts[i]) for i, n in enumerate(names)},
-        "invalid_pixels": int(out.counts[nodata]),
-    }
+    proba = probabilities_path and str(probabilities_path)  # None stays None
+    return {"path": str(out_path), "probabilities": proba, "tiles": len(plan.windows),
+            "resumed_at_row": done, "invalid_pixels": int(out.counts[nodata]),
+            "class_pixels": {n: int(out.counts[i]) for i, n in enumerate(names)}}  # fmt: skip
+
+
+def _predictor(
+    stack: ExitStack,
+    plan: _Plan,
+    todo: list[int],
+    info: RasterInfo,
+    config: MapConfig,
+    read_fn: ReadFn,
+    many: PredictManyFn,
+    num_classes: int,
+    progress: bool,
+) -> Callable[[Window], _Acc]:
+    """``predict(window)``: a tile's weighted probabilities, the tiles of ``todo`` read ahead
+    and predicted ``config.batch_tiles`` at a time; a progress bar counts them."""
+    bar = stack.enter_context(
+        tqdm(total=len(plan.windows), initial=plan.skipped(todo), disable=not progress,
+             desc="map", unit="tile", leave=False)
+    )  # fmt: skip
+    order = [w for i in todo for w in plan.rows[plan.starts[i]]]
+    batcher = stack.enter_context(TileBatcher(order, read_fn, many, config.batch_tiles))
+
+    def predict(window: Window) -> _Acc:
+        proba, valid = _checked_tile(window, *batcher(window), num_classes)
+        weight = window_weights(window, *info.shape, config.overlap)
+        bar.update()
+        return _Acc(proba * weight, weight, valid)
+
+    return predict
 
 
 def _class_names(

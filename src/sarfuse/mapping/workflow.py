@@ -326,11 +326,7 @@ def run_probe(
         features = PatchFeatures(open_patches(source, contract, cfg), maker)
     split = _the_split(source, cfg, features.patches, split, labels, progress, out)
     if cfg.features in TRAINED_ON_SPLIT:  # a network trained on the split's labelled patches only
-        net_cfg = SupervisedConfig(steps=cfg.supervised_steps)
-        features = supervised_features(
-            features.patches, split.train, len(scheme.classes), contract, cfg.seed, cfg.device,
-            net_cfg,
-        )  # fmt: skip
+        features = _trained_on_split(cfg, features, split, len(scheme.classes), contract)
     torch.manual_seed(cfg.seed)
     labelled = _training_pixels(features, split, cfg, source.root)
     chosen, cv, clf, st_note = _fit(cfg, features, split, labelled, scheme, out)
@@ -338,6 +334,15 @@ def run_probe(
     result = _result(cfg, features, split, chosen, cv, st_note, cm, cm_edge, checkpoint)
     _write_probe(out, source, cfg, clf, contract, chosen, result, cm, checkpoint)
     return result
+
+
+def _trained_on_split(cfg: ProbeConfig, features, split: Split, k: int, contract) -> PatchFeatures:
+    """Features of a network trained on the split's labelled patches only (the supervised
+    baseline)."""
+    net_cfg = SupervisedConfig(steps=cfg.supervised_steps)
+    return supervised_features(
+        features.patches, split.train, k, contract, cfg.seed, cfg.device, net_cfg
+    )
 
 
 def _the_split(source, cfg: ProbeConfig, patches, split, labels, progress, out: Path) -> Split:
