@@ -241,21 +241,3 @@ def test_classifier_options_read_the_probe_config() -> None:
     assert classifier_options("rf", cfg) == ForestOptions(7)
     with pytest.raises(SarfuseError, match="unknown classifier 'svm'"):
         classifier_options("svm", cfg)
-
-
-def test_a_new_classifier_runs_the_whole_probe(tmp_path):
-    """Throwaway: a classifier added to CLASSIFIERS alone trains, saves, loads and probes."""
-    from sarfuse.data.layouts import discover
-    from sarfuse.data.synth import generate
-    from sarfuse.mapping.workflow import run_probe
-
-    x, y = _problem()
-    clf, _ = train_classifier("centroid", x, y, K)
-    path = save_classifier(tmp_path / "c.pt", clf)
-    loaded, _ = load_classifier(path)
-    torch.testing.assert_close(predict_proba(loaded, x), predict_proba(clf, x))
-    assert _accuracy(predict_proba(clf, x), y) > 0.6
-    data = generate(tmp_path / "d", size=128, seed=1, layout="dfc2020", patch=64)
-    cfg = ProbeConfig(labels=2, patch_size=64, features="raw", classifier="centroid")
-    result = run_probe(discover(data), tmp_path / "p", cfg, progress=False)
-    assert result["classifier"] == "centroid" and 0.0 <= result["mIoU"] <= 1.0

@@ -31,9 +31,7 @@ from sarfuse.mapping.forest import ForestArrays
 if TYPE_CHECKING:
     from sklearn.ensemble import RandomForestClassifier
 
-ClassifierName = Literal[
-    "linear", "rf", "centroid"
-]  # the keys of CLASSIFIERS (a test holds them equal)
+ClassifierName = Literal["linear", "rf"]  # the keys of CLASSIFIERS (a test holds them equal)
 Batches = Iterable[tuple[Tensor, Tensor]]  # (features (B, C, H, W), labels (B, H, W))
 FeatureSource = Tensor | np.ndarray | Batches | Callable[[], Batches]
 _FORMAT = "sarfuse-classifier-v1"
@@ -374,43 +372,6 @@ def _fit_forest_opts(x, y, num_classes, weights, opts: ForestOptions, seed, devi
 
 
 @dataclass(frozen=True)
-class CentroidOptions:
-    """The nearest-centroid classifier has no options."""
-
-
-@dataclass
-class CentroidProbe:
-    """Nearest class mean on standardised features (softmax of minus squared distances)."""
-
-    centroids: Tensor  # (K, C)
-    mean: Tensor
-    std: Tensor
-    in_channels: int
-    num_classes: int
-    kind: ClassifierName = "centroid"
-
-    def predict_proba(self, features: Tensor) -> Tensor:
-        x = _as_tensor(features).float()
-        z = (x - self.mean[:, None, None]) / self.std[:, None, None]
-        d = ((z[:, None] - self.centroids[None, :, :, None, None]) ** 2).sum(2)  # (N, K, H, W)
-        return (-d).softmax(1)
-
-
-def _fit_centroid(x, y, num_classes, weights, opts, seed, device, n_patches) -> CentroidProbe:
-    _check_labels(y, num_classes)
-    mean, std = x.mean(0), x.std(0, correction=0).clamp_min(1e-6)
-    z = (x - mean) / std
-    cent = torch.stack([z[y == k].mean(0) if (y == k).any() else z.new_full((x.shape[1],), 1e6)
-                        for k in range(num_classes)])  # fmt: skip
-    return CentroidProbe(cent, mean, std, x.shape[1], num_classes)
-
-
-def _train_centroid(features, labels, num_classes, **_: Any) -> tuple[Classifier, list[float]]:
-    x, y, _n = labelled_pixels(features, labels)
-    return _fit_centroid(x, y, num_classes, None, CentroidOptions(), 0, "cpu", _n), []
-
-
-@dataclass(frozen=True)
 class ClassifierKind:
     """Everything about one kind of classifier: how to train it (from a stream, or on pixel
     arrays), serialise and restore it, its options (a frozen dataclass whose fields and
@@ -438,12 +399,6 @@ CLASSIFIERS: dict[ClassifierName, ClassifierKind] = {
     "rf": ClassifierKind(
         "random-forest probe", _train_rf, _fit_forest_opts, lambda clf: clf.arrays().to_state(),
         _rf_from_state, ForestOptions, "random forest (Gini impurity)", auto_rank=0,
-    ),
-    "centroid": ClassifierKind(
-        "nearest-centroid probe", _train_centroid, _fit_centroid,
-        lambda c: {"centroids": c.centroids, "mean": c.mean, "std": c.std},
-        lambda st, c, k: CentroidProbe(st["centroids"], st["mean"], st["std"], c, k),
-        CentroidOptions, "none (class means of standardised features)",
     ),
 }  # fmt: skip
 # what "auto" chooses among, in order of preference when cross-validation cannot tell
