@@ -50,7 +50,7 @@ class PatchDataset(Dataset):
     def __init__(
         self,
         source: DataSource,
-        patch_size: int = 256,
+        patch_size: int,
         s1_bands: Sequence[str] = DEFAULT_S1_BANDS,
         s2_bands: Sequence[str] = DEFAULT_S2_BANDS,
         normaliser: Normaliser | None = None,
