@@ -331,7 +331,9 @@ def run_probe(
     labelled = _training_pixels(features, split, cfg, source.root)
     chosen, cv, clf, st_note = _fit(cfg, features, split, labelled, scheme, out)
     cm, cm_edge = evaluate(clf, features, split.eval, len(scheme.classes), list(chosen.columns))
-    result = _result(cfg, features, split, chosen, cv, st_note, cm, cm_edge, checkpoint)
+    cms = (cm, cm_edge)
+    result = _result(cfg, scheme, features.patches.indices, split, chosen, cv, st_note, cms)
+    result["checkpoint"] = None if checkpoint is None else str(checkpoint)
     _write_probe(out, source, cfg, clf, contract, chosen, result, cm, checkpoint)
     return result
 
@@ -384,9 +386,11 @@ def _fit(cfg: ProbeConfig, features, split: Split, labelled: PixelSet, scheme, o
     return chosen, cv, clf, st_note
 
 
-def _result(cfg, features, split, chosen, cv, st_note, cm, cm_edge, checkpoint) -> dict:
-    """The probe's metrics.json: scores and how they were obtained."""
-    result = scores(cm, [c.name for c in features.patches.source.scheme.classes])
+def _result(cfg, scheme, indices, split, chosen, cv, st_note, cms) -> dict:
+    """The probe's metrics.json (but the checkpoint): scores and how they were obtained;
+    ``cms`` holds the confusion matrices of all pixels and of those near class edges."""
+    cm, cm_edge = cms
+    result = scores(cm, [c.name for c in scheme.classes])
     result.update(
         features=chosen.features,
         classifier=chosen.classifier,
@@ -398,8 +402,7 @@ def _result(cfg, features, split, chosen, cv, st_note, cm, cm_edge, checkpoint) 
         eval_patches=len(split.eval),
         patch_size=cfg.patch_size,
         seed=cfg.seed,
-        indices=list(features.patches.indices),
-        checkpoint=None if checkpoint is None else str(checkpoint),
+        indices=list(indices),
     )
     return result
 
