@@ -106,6 +106,7 @@ def _map(probe: str, scene: str, out: str, tile: int, overlap: int, device: str)
     """Map one scene; runs in a fresh interpreter so its peak RSS is the map's alone."""
     import torch
 
+    from sarfuse.mapping.config import MapConfig
     from sarfuse.mapping.scene import map_files
 
     before = peak_rss_mb()  # interpreter + torch + sarfuse imports
@@ -115,8 +116,7 @@ def _map(probe: str, scene: str, out: str, tile: int, overlap: int, device: str)
         out,
         s1=Path(scene) / "scene_s1.tif",
         s2=Path(scene) / "scene_s2.tif",
-        tile=tile,
-        overlap=overlap,
+        config=MapConfig(tile, overlap),
         device=device,
         progress=False,
         quicklook=False,

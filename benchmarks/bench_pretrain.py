@@ -19,15 +19,14 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from sarfuse.contract import make_contract, superpixels_from_contract
+from sarfuse.contract import DataContract
 from sarfuse.data.bands import network_s2_bands
 from sarfuse.runtime import resolve_source, torch_device
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.crops import CropBatchSampler, CropDataset
 from sarfuse.ssl.module import PretrainModule, context_size, view_margin
-from sarfuse.ssl.train import patch_dataset
 from sarfuse.ssl.views import sample_view_params
-from sarfuse.superpixels import SuperpixelParams, compute_all
+from sarfuse.superpixels import compute_all
 
 
 def sync(device: torch.device) -> None:
@@ -81,12 +80,8 @@ def train_step(
 def demo_loader(cfg: PretrainConfig) -> DataLoader:
     """The training DataLoader of ``sarfuse pretrain`` over the demo data, superpixels cached."""
     source = resolve_source(None)
-    sp = [SuperpixelParams(scale=s) for s in cfg.sp_scales]
-    contract = make_contract(
-        source.sensors, cfg.s1_bands, cfg.s2_bands, None, sp, cfg.patch_size, cfg.fusion,
-        cfg.method,
-    )  # fmt: skip
-    patches = patch_dataset(source, contract, superpixels=superpixels_from_contract(contract)[0])
+    contract = DataContract.for_pretraining(source, replace(cfg, stats=None))
+    patches = contract.open_patches(source, superpixels=True)
     compute_all(patches, progress=False)
     crops = CropDataset(patches, context_size(cfg), cfg.crops_per_patch, seed=cfg.seed)
     sampler = CropBatchSampler(len(crops), cfg.batch)

@@ -24,6 +24,7 @@ from rasterio.windows import Window
 from sarfuse.data.layouts import discover
 from sarfuse.data.raster import read_s1, read_s2
 from sarfuse.export import export_onnx
+from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.probe import predict_proba
 from sarfuse.mapping.scene import load_mapper, map_files
 from sarfuse.mapping.workflow import ProbeConfig, open_patches, run_probe
@@ -82,7 +83,7 @@ def onnx_difference(probe: Path, out: Path) -> dict:
     import onnxruntime as ort
 
     window = Window(128, 200, TILE, TILE)
-    model = export_onnx(probe, out / "model.onnx", tile=TILE, overlap=32)
+    model = export_onnx(probe, out / "model.onnx", tiling=MapConfig(TILE, 32))
     sample = discover(CHIP).samples[0]
     s1, _ = read_s1(sample.s1, window)
     s2, _ = read_s2(sample.s2, [n.split()[1] for n in model["inputs"][2:]], window)

@@ -187,9 +187,9 @@ def test_image_level_checkpoints_are_probed_through_hypercolumns(data, tmp_path)
     s1n, s2n = paper_normalise(s1, "s1", ("VV", "VH")), paper_normalise(s2, "s2", S2_BANDS)
     with torch.no_grad():
         torch.testing.assert_close(got, net.model.eval().hypercolumn(s1n, s2n))
-    mcl = Pretrained(net.model, {**net.contract, "method": "mcl"}, "mcl")
+    mcl = Pretrained(net.model, replace(net.contract, method="mcl"), "mcl")
     assert mcl.probe == "hypercolumn"
-    assert Pretrained(net.model, {**net.contract, "method": "dcca"}, "dcca").feature_dim == D
+    assert Pretrained(net.model, replace(net.contract, method="dcca"), "dcca").feature_dim == D
 
 
 def test_projection_heads_stay_out_of_the_probed_network(data, tmp_path):

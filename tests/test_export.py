@@ -19,6 +19,7 @@ from sarfuse.data.raster import read_s1, read_s2
 from sarfuse.data.synth import generate
 from sarfuse.errors import SarfuseError
 from sarfuse.export import export_onnx
+from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.probe import predict_proba
 from sarfuse.mapping.scene import load_mapper
 from sarfuse.mapping.workflow import ProbeConfig, open_patches, run_probe
@@ -26,6 +27,7 @@ from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.train import pretrain
 
 TILE = 64
+TILING = MapConfig(TILE, 16)
 WINDOW = Window(40, 24, TILE, TILE)  # (col, row, w, h): not on the patch grid
 PROBE = ProbeConfig(
     labels=3, patch_size=64, epochs=3, classifier="linear", self_train=False, device="cpu"
@@ -73,7 +75,7 @@ def _raw_input(scene: Path, names: list[str]) -> np.ndarray:
 def test_onnx_output_equals_sarfuse_on_a_tile(scene, checkpoint, tmp_path, kind):
     probe = _probe(scene, tmp_path / "probe", None if kind == "raw" else checkpoint, features=kind)
     out = tmp_path / "model.onnx"
-    result = export_onnx(probe, out, tile=TILE, overlap=16)
+    result = export_onnx(probe, out, tiling=TILING)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     names = json.loads(meta["input_bands"])
@@ -88,7 +90,7 @@ def test_onnx_output_equals_sarfuse_on_a_tile(scene, checkpoint, tmp_path, kind)
 def test_deepness_metadata(scene, tmp_path):
     probe = _probe(scene, tmp_path / "probe", None, features="raw")
     out = tmp_path / "m.onnx"
-    export_onnx(probe, out, tile=TILE, overlap=16)
+    export_onnx(probe, out, tiling=TILING)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
     assert meta["model_type"] == "Segmentor"
@@ -112,7 +114,7 @@ def test_unexportable_probes_are_refused(scene, checkpoint, tmp_path, changes, m
     ckpt = None if changes["features"] == "raw" else checkpoint
     probe = _probe(scene, tmp_path / "probe", ckpt, **changes)
     with pytest.raises(SarfuseError, match=message):
-        export_onnx(probe, tmp_path / "m.onnx", tile=TILE, overlap=16)
+        export_onnx(probe, tmp_path / "m.onnx", tiling=TILING)
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -126,5 +128,5 @@ def test_one_sensor_data_exports(scene, tmp_path, sensor):
     assert source.sensors == (sensor,)
     cfg = replace(PROBE, features="raw")
     run_probe(source, tmp_path / "probe", cfg, None, progress=False)
-    names = export_onnx(tmp_path / "probe", tmp_path / "m.onnx", tile=TILE, overlap=16)["inputs"]
+    names = export_onnx(tmp_path / "probe", tmp_path / "m.onnx", tiling=TILING)["inputs"]
     assert {n.split()[0] for n in names} == {sensor.upper()}

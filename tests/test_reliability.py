@@ -28,6 +28,7 @@ from sarfuse.data.validate import validate_source
 from sarfuse.errors import SarfuseError, SarfuseWarning
 from sarfuse.io_utils import atomic_write_text
 from sarfuse.lock import lock_path, output_lock
+from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.scene import map_files
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
 
@@ -380,7 +381,7 @@ def test_map_rerun_with_another_probe_starts_over(
     """Rows kept by an interrupted job are never spliced into a job with another probe."""
     other = tmp_path / "probe2"
     run_probe(discover(scene), other, ProbeConfig(**FAST_PROBE | {"seed": 7}), progress=False)
-    kw = dict(s1=scene / "scene_s1.tif", s2=scene / "scene_s2.tif", tile=32, overlap=8,
+    kw = dict(s1=scene / "scene_s1.tif", s2=scene / "scene_s2.tif", config=MapConfig(32, 8),
               progress=False, quicklook=False)  # fmt: skip
     reference = tmp_path / "ref.tif"
     map_files(other, reference, **kw)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np  # noqa: F401  (accepted input type)
 import torch
 
+from sarfuse.contract import DataContract
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import load_tensors
 from sarfuse.models import ModelConfig, ProbeKind, build_model
@@ -24,17 +25,17 @@ class Pretrained:
     """A frozen fusion network and the data contract it expects.
 
     Calling it gives the per-pixel features a probe reads, which depend on the pretraining
-    method (``contract["method"]``): the decoder's output, or for image-level methods, which
+    method (``contract.method``): the decoder's output, or for image-level methods, which
     train only the encoders, the encoder hypercolumns (see :meth:`FusionNet.probe`).
     """
 
     model: torch.nn.Module
-    contract: dict
+    contract: DataContract
     path: str
 
     @property
     def probe(self) -> ProbeKind:
-        method = self.contract["method"]  # "supervised" networks are not pretrained: features
+        method = self.contract.method  # "supervised" networks are not pretrained: features
         return probe_kind(method) if method in METHODS else "features"
 
     @property
@@ -43,7 +44,7 @@ class Pretrained:
 
     @property
     def sensors(self) -> tuple[str, ...]:
-        return tuple(self.contract["sensors"])
+        return self.contract.sensors
 
     def to(self, device: str | torch.device) -> Pretrained:
         self.model.to(device)
@@ -93,7 +94,11 @@ def _load_cached(path: str, mtime_ns: int) -> Pretrained:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SarfuseError(path, f"weights do not fit the network it describes ({first})") from None
     model.eval()
-    return Pretrained(model, meta, path)
+    try:
+        contract = DataContract.from_dict(meta)
+    except (KeyError, TypeError, ValueError) as err:
+        raise SarfuseError(path, f"incomplete data contract in the checkpoint ({err})") from None
+    return Pretrained(model, contract, path)
 
 
 def load_pretrained(path: str | Path) -> Pretrained:
@@ -118,11 +123,9 @@ def features(
     bands, unless ``normalised`` says they were already normalised with the checkpoint's statistics.
     A single image (C, H, W) is accepted too.
     """
-    from sarfuse.contract import normaliser_from_contract
-
     net = checkpoint if isinstance(checkpoint, Pretrained) else load_pretrained(checkpoint)
 
-    norm = normaliser_from_contract(net.contract)
+    norm = net.contract.normaliser()
 
     def prep(x, sensor: str) -> torch.Tensor | None:
         if x is None or sensor not in net.sensors:
@@ -131,7 +134,7 @@ def features(
         x = x[None] if x.ndim == 3 else x  # (C, H, W) -> (1, C, H, W)
         if normalised:
             return x
-        bands = net.contract[f"{sensor}_bands"]
+        bands = net.contract.bands(sensor)
         return norm.apply_s1(x, bands) if sensor == "s1" else norm.apply_s2(x, bands)
 
     return net(prep(s1, "s1"), prep(s2, "s2"))

@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from sarfuse import __version__
 from sarfuse.errors import Interrupted, SarfuseError, SarfuseWarning
-from sarfuse.mapping.config import MapConfig
+from sarfuse.mapping.config import EXPORT_TILING, MapConfig
 
 app = typer.Typer(
     help="Self-supervised SAR-optical (Sentinel-1/-2) fusion and few-label land-cover mapping.",
@@ -268,27 +268,18 @@ def superpixels(
     s2_offset: S2OffsetOpt = None,
 ) -> None:
     """Compute (and cache) Felzenszwalb superpixels of every patch, in parallel."""
-    from sarfuse.contract import make_contract
-    from sarfuse.data.bands import network_s2_bands
+    from dataclasses import replace
+
+    from sarfuse.contract import DataContract
     from sarfuse.runtime import resolve_source
     from sarfuse.ssl.config import PretrainConfig
-    from sarfuse.ssl.train import patch_dataset
-    from sarfuse.superpixels import SuperpixelParams, compute_all
+    from sarfuse.superpixels import compute_all
 
     source = resolve_source(_data(data), s2_offset=s2_offset, labels=False)
-    cfg = PretrainConfig()
-    params = SuperpixelParams(scale=scale, sigma=sigma, min_size=min_size)
-    contract = make_contract(
-        source.sensors,
-        cfg.s1_bands,
-        network_s2_bands(cfg.s2_bands, source.s2_bands()),
-        None,
-        [params],
-        patch_size,
-        "early",
-        "pixel",
-    )
-    result = compute_all(patch_dataset(source, contract, superpixels=params), workers=workers)
+    cfg = replace(PretrainConfig(), patch_size=patch_size, sp_scales=(scale,), sp_sigma=sigma,
+                  sp_min_size=min_size, stats=None)  # fmt: skip
+    contract = DataContract.for_pretraining(source, cfg)
+    result = compute_all(contract.open_patches(source, superpixels=True), workers=workers)
     out.print(
         f"superpixels: {result['computed']} computed, {result['cached']} from cache "
         f"in {result['seconds']:.1f} s"
@@ -567,13 +558,11 @@ def map_cmd(
         s1=s1,
         s2=s2,
         checkpoint=checkpoint,
-        tile=tile,
-        overlap=overlap,
+        config=MapConfig(tile, overlap, batch_tiles),
         probabilities=probabilities,
         device=torch_device(device),
         cog=cog,
         s2_offset=s2_offset,
-        batch_tiles=batch_tiles,
     )
     out.print(
         f"map: {result['path']} ({result['tiles']} tiles)\nquicklook: {result['quicklook']}\n"
@@ -591,13 +580,15 @@ def export(
     ] = None,
     tile: Annotated[
         int, typer.Option(help="Input tile side in pixels (fixed in the graph).")
-    ] = 256,
-    overlap: Annotated[int, typer.Option(help="Suggested overlap of tiles, in pixels.")] = 32,
+    ] = EXPORT_TILING.tile,
+    overlap: Annotated[
+        int, typer.Option(help="Suggested overlap of tiles, in pixels.")
+    ] = EXPORT_TILING.overlap,
 ) -> None:
     """Export network + normalisation + linear probe as one ONNX graph (QGIS Deepness ready)."""
     from sarfuse.export import export_onnx
 
-    result = export_onnx(probe_dir, out_file, checkpoint, tile=tile, overlap=overlap)
+    result = export_onnx(probe_dir, out_file, checkpoint, MapConfig(tile, overlap))
     out.print(
         f"model: {result['path']}\ninput 'bands' (1, {len(result['inputs'])}, {tile}, {tile}): "
         f"{', '.join(result['inputs'])}\noutput 'probabilities': {', '.join(result['classes'])}"
@@ -627,7 +618,7 @@ def map_many_cmd(
     from sarfuse.runtime import torch_device
 
     todo = scene_list(scenes, parse_shard(shard))
-    options = {"tile": tile, "overlap": overlap, "device": torch_device(device)}
+    options = {"config": MapConfig(tile, overlap), "device": torch_device(device)}
     for done, (sample, result) in enumerate(map_many(probe_dir, todo, out_dir, workers,
                                                      **options), 1):  # fmt: skip
         state = "exists, skipped" if result is None else f"{result['tiles']} tiles"

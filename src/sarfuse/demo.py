@@ -18,6 +18,7 @@ from rich.markup import escape
 from sarfuse.data.demo import demo_data
 from sarfuse.data.layouts import discover
 from sarfuse.errors import SarfuseError
+from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.metrics import format_table
 from sarfuse.mapping.scene import map_files
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
@@ -93,8 +94,7 @@ def run_demo(
         s1=sample.s1,
         s2=sample.s2,
         checkpoint=ckpt,
-        tile=256,
-        overlap=32,
+        config=MapConfig(tile=256, overlap=32),
         device=where,
         label=sample.label,
     )

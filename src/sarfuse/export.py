@@ -26,13 +26,13 @@ import torch
 from torch import Tensor, nn
 
 from sarfuse import __version__
-from sarfuse.contract import normaliser_from_contract
+from sarfuse.contract import DataContract
 from sarfuse.data.bands import S1_BANDS, canonical_bands
 from sarfuse.data.indices import compute_indices, required_bands
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path
-from sarfuse.mapping.config import check_tiling
+from sarfuse.mapping.config import EXPORT_TILING, MapConfig
 
 EXPORTABLE = ("pretrained", "pretrained+raw", "raw")
 OPSET = 17
@@ -55,11 +55,11 @@ class InputLayout:
         return [f"S1 {b}" for b in self.s1] + [f"S2 {b}" for b in self.s2]
 
 
-def input_layout(contract: dict, indices: tuple[str, ...]) -> InputLayout:
+def input_layout(contract: DataContract, indices: tuple[str, ...]) -> InputLayout:
     """The bands a probe's features read, as :class:`sarfuse.data.dataset.PatchDataset` reads
     them: the contract's bands, plus the S2 bands only its indices need."""
-    s1_net = canonical_bands(contract["s1_bands"], "s1")
-    s2_net = canonical_bands(contract["s2_bands"], "s2")
+    s1_net = canonical_bands(contract.s1_bands, "s1")
+    s2_net = canonical_bands(contract.s2_bands, "s2")
     needed = required_bands(indices)
     s1 = S1_BANDS if s1_net or needed["s1"] else ()  # S1 is always read as VV, VH
     s2 = s2_net + tuple(b for b in needed["s2"] if b not in s2_net)
@@ -70,11 +70,11 @@ class ProbeGraph(nn.Module):
     """Raw bands -> normalisation -> network features (+ raw bands, indices) -> probabilities."""
 
     def __init__(
-        self, layout: InputLayout, contract: dict, kind: str, net, probe: nn.Module
+        self, layout: InputLayout, contract: DataContract, kind: str, net, probe: nn.Module
     ) -> None:
         super().__init__()
         self.layout, self.kind, self.probe = layout, kind, probe
-        self.norm = normaliser_from_contract(contract)
+        self.norm = contract.normaliser()
         self.net = None if net is None else net.model.eval()
         self.probe_kind = None if net is None else net.probe
         self.s1_pick = [layout.s1.index(b) for b in layout.s1_net]
@@ -100,11 +100,14 @@ class ProbeGraph(nn.Module):
 
 
 def _check_exportable(probe_path: Path, clf, meta: dict) -> None:
-    if clf.kind != "linear":
+    from sarfuse.mapping.probe import CLASSIFIERS
+
+    if not CLASSIFIERS[clf.kind].onnx:
+        onnx = "|".join(n for n, k in CLASSIFIERS.items() if k.onnx)
         raise SarfuseError(
             probe_path,
-            "a random-forest probe cannot be exported to ONNX (its trees have no tensor form "
-            "here); train the probe with --classifier linear",
+            f"a {CLASSIFIERS[clf.kind].title} cannot be exported to ONNX (it has no tensor form "
+            f"here); train the probe with --classifier {onnx}",
         )
     if meta["features"] not in EXPORTABLE:
         raise SarfuseError(
@@ -124,21 +127,22 @@ def build_graph(probe_dir: str | Path, checkpoint: str | Path | None = None):
     clf, meta = load_classifier(probe_path)  # checked before the network is loaded
     _check_exportable(probe_path, clf, meta)
     clf, meta, maker = load_mapper(probe_path, checkpoint, "cpu")
-    layout = input_layout(meta["contract"], tuple(meta["indices"]))
-    graph = ProbeGraph(layout, meta["contract"], meta["features"], maker.net, clf.eval())
+    contract = DataContract.from_dict(meta["contract"])
+    layout = input_layout(contract, tuple(meta["indices"]))
+    graph = ProbeGraph(layout, contract, meta["features"], maker.net, clf.eval())
     return graph.eval(), layout, ClassScheme.from_json(meta["scheme"]), meta
 
 
 def deepness_metadata(
-    layout: InputLayout, scheme: ClassScheme, meta: dict, tile: int, overlap: int
+    layout: InputLayout, scheme: ClassScheme, meta: dict, tiling: MapConfig
 ) -> dict[str, str]:
     """ONNX metadata: the keys QGIS's Deepness plugin reads (JSON values), and the inputs."""
     values = {
         "model_type": "Segmentor",
         "class_names": {str(i): n for i, n in enumerate(scheme.names)},
         "resolution": PIXEL_CM,
-        "tile_size": tile,
-        "tiles_overlap": round(100 * overlap / tile),  # Deepness: percent of the tile
+        "tile_size": tiling.tile,
+        "tiles_overlap": round(100 * tiling.overlap / tiling.tile),  # Deepness: % of the tile
         "input_bands": layout.names,
         "input_units": {"S1": "dB", "S2": "reflectance x 10000"},
         "class_colors": {str(i): c.color for i, c in enumerate(scheme.classes)},
@@ -153,17 +157,16 @@ def export_onnx(
     probe_dir: str | Path,
     out: str | Path,
     checkpoint: str | Path | None = None,
-    tile: int = 256,
-    overlap: int = 32,
+    tiling: MapConfig = EXPORT_TILING,
 ) -> dict:
-    """Write the probe (and its network) as ``out`` (ONNX, fixed ``tile`` x ``tile`` input)."""
+    """Write the probe (and its network) as ``out`` (ONNX, a fixed ``tiling.tile`` square
+    input; ``tiling.overlap`` is the overlap suggested to the software running it)."""
     try:
         import onnx
     except ImportError:
         raise SarfuseError(None, "export needs onnx: pip install 'sarfuse[export]'") from None
-    check_tiling(tile, overlap)
     graph, layout, scheme, meta = build_graph(probe_dir, checkpoint)
-    example = torch.zeros(1, len(layout.names), tile, tile)
+    example = torch.zeros(1, len(layout.names), tiling.tile, tiling.tile)
     with atomic_path(out, suffix=".onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
         torch.onnx.export(
@@ -172,7 +175,7 @@ def export_onnx(
             dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
         )  # fmt: skip
         model = onnx.load(str(tmp))
-        for key, value in deepness_metadata(layout, scheme, meta, tile, overlap).items():
+        for key, value in deepness_metadata(layout, scheme, meta, tiling).items():
             model.metadata_props.add(key=key, value=value)
         model.doc_string = (
             f"sarfuse: {meta['features']} features + linear probe. Input '{INPUT}': raw bands "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sarfuse import __version__
+from sarfuse.contract import DataContract
 from sarfuse.data.layouts import DataSource
 from sarfuse.data.normalise import PAPER_STATS
 from sarfuse.io_utils import atomic_write_text
@@ -46,10 +47,10 @@ def _data(source: DataSource) -> dict[str, Any]:
     }
 
 
-def _normalisation(contract: dict) -> dict[str, Any]:
-    stats = contract["stats"]
+def _normalisation(contract: DataContract) -> dict[str, Any]:
+    stats = contract.stats
     origin = "the paper's DFC2020 statistics" if stats == PAPER_STATS else "computed on data"
-    bands = {s: contract[f"{s}_bands"] for s in ("s1", "s2")}
+    bands = {s: list(contract.bands(s)) for s in ("s1", "s2")}
     moments = {s: stats.get(s, PAPER_STATS[s]) for s in bands}  # as Normaliser.from_stats
     per_band = {
         s: {b: [moments[s]["mean"].get(b), moments[s]["std"].get(b)] for b in bands[s]}
@@ -59,22 +60,22 @@ def _normalisation(contract: dict) -> dict[str, Any]:
             PAPER_STATS["clip"]), "statistics": origin, "mean_std": per_band}  # fmt: skip
 
 
-def _inputs(contract: dict) -> dict[str, Any]:
-    sensors = list(contract["sensors"])
+def _inputs(contract: DataContract) -> dict[str, Any]:
+    sensors = list(contract.sensors)
     return {
         "sensors": [s.upper() for s in sensors],
-        "bands": {s.upper(): contract[f"{s}_bands"] for s in sensors},
+        "bands": {s.upper(): list(contract.bands(s)) for s in sensors},
         "units": {s.upper(): INPUT_UNITS[s] for s in sensors},
     }
 
 
 def checkpoint_card(
-    source: DataSource, contract: dict, config: dict, steps: int, losses: tuple
+    source: DataSource, contract: DataContract, config: dict, steps: int, losses: tuple
 ) -> dict[str, Any]:
     """Facts of a pretraining checkpoint; ``losses`` is (first, last) logged loss."""
     from sarfuse.ssl.methods import METHODS
 
-    method = contract["method"]
+    method = contract.method
     loss = (METHODS[method].__doc__ or method).splitlines()[0]
     return {
         "model": "sarfuse self-supervised fusion network (pretraining checkpoint)",
@@ -84,7 +85,7 @@ def checkpoint_card(
         "normalisation": _normalisation(contract),
         "training": {
             "method": method,
-            "fusion": contract["fusion"],
+            "fusion": contract.fusion,
             "loss": loss,
             "steps": steps,
             "first_loss": losses[0],
@@ -102,9 +103,10 @@ def checkpoint_card(
 
 
 def probe_card(
-    source: DataSource, contract: dict, meta: dict, result: dict, epochs: int
+    source: DataSource, contract: DataContract, meta: dict, result: dict, classifier: dict
 ) -> dict[str, Any]:
-    """Facts of a probe: its features, classifier, training labels and evaluation scores."""
+    """Facts of a probe: its features, classifier, training labels and evaluation scores;
+    ``classifier`` holds what the classifier minimised (``loss``) and its options."""
     scores = {k: result[k] for k in ("OA", "AA", "kappa", "mIoU") if k in result}
     return {
         "model": f"sarfuse {result['classifier']} probe on {result['features']} features",
@@ -121,11 +123,8 @@ def probe_card(
             "labelled_patches": result.get("labelled_patches"),
             "patch_size": result.get("patch_size"),
             "seed": meta.get("seed"),
-            "loss": "cross-entropy on labelled pixels"
-            if result["classifier"] == "linear"
-            else "random forest (Gini impurity)",
-            "epochs": epochs if result["classifier"] == "linear" else None,
-        },  # fmt: skip
+            **classifier,
+        },
         "scores": {
             **scores,
             "evaluated_on": f"{result.get('eval_patches')} held-out patches of the same data",

@@ -16,10 +16,11 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from sarfuse.data.schemes import BYTE_MAX, IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path
 
-Color = str | Sequence[float]  # "#rrggbb", a matplotlib name, or RGB(A) as 0..1 or 0..255 numbers
+Color = str | Sequence[float]  # "#rrggbb", a matplotlib name, or RGB(A) as 0..1 or byte numbers
 # (title, image): (H, W, 3) RGB, (H, W) float grey, (H, W) int classes; a grey image in [0, 1]
 # may carry its scale (title, image, (low, high, unit)), drawn as a colour bar from low to high
 Panel = tuple[str, np.ndarray] | tuple[str, np.ndarray, tuple[float, float, str]]
@@ -39,7 +40,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 def _rgba(color: Color) -> tuple[float, float, float, float]:
     if not isinstance(color, str) and max(color) > 1:
-        color = [c / 255 for c in color]
+        color = [c / BYTE_MAX for c in color]
     return to_rgba(color)
 
 
@@ -144,7 +145,7 @@ def plot_map_quicklook(
     class_names: Sequence[str],
     path: str | Path,
     title: str = "map",
-    nodata: int = 255,
+    nodata: int = IGNORE_INDEX,
     extra_panels: Sequence[Panel] = (),
 ) -> Path:
     """PNG of a class map ``(H, W)`` with a legend of class colours, after ``extra_panels``.

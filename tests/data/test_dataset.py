@@ -91,7 +91,7 @@ def test_one_sensor_no_label(tmp_path):
     assert item["s1"].shape == (1, 256, 256) and "s2" not in item
     assert torch.allclose(item["s1"][0, 0, 0], torch.tensor(1.0))
     with pytest.raises(SarfuseError, match="need S2 data"):
-        PatchDataset(s1_only.source, indices=("ndwi",))
+        PatchDataset(s1_only.source, 256, indices=("ndwi",))
 
 
 def test_batches_collate(tmp_path):
@@ -115,10 +115,10 @@ def test_misaligned_label_refused_or_reprojected(tmp_path):
 def test_band_problems_reported_when_built(tmp_path):
     source = _scene(tmp_path)
     with pytest.raises(SarfuseError, match="unknown S2 band 'B13'"):
-        PatchDataset(source, s2_bands=("B2", "B13"))
+        PatchDataset(source, 256, s2_bands=("B2", "B13"))
     write_geotiff(tmp_path / "s2.tif", np.ones((5, SIZE, SIZE), np.uint16), GRID)
     with pytest.raises(SarfuseError, match="s2.tif: expected a Sentinel-2 stack"):
-        PatchDataset(source)
+        PatchDataset(source, 256)
 
 
 def test_segments_single_and_multi_scale(tmp_path):

@@ -7,7 +7,9 @@ import pytest
 from sarfuse import cli
 from sarfuse.errors import SarfuseError
 from sarfuse.export import export_onnx
-from sarfuse.mapping.config import MapConfig, check_tiling
+from sarfuse.mapping.config import EXPORT_TILING, MapConfig, check_tiling
+from sarfuse.mapping.inference import map_scene
+from sarfuse.mapping.many import map_many
 from sarfuse.mapping.scene import map_files
 
 
@@ -29,10 +31,22 @@ def test_valid_tilings_and_batch_size() -> None:
 
 def test_defaults_come_from_the_config() -> None:
     cfg = MapConfig()
-    for fn in (cli.map_cmd, cli.map_many_cmd, map_files):
+    for fn in (cli.map_cmd, cli.map_many_cmd):
         params = inspect.signature(fn).parameters
         assert params["tile"].default == cfg.tile and params["overlap"].default == cfg.overlap
         if "batch_tiles" in params:
             assert params["batch_tiles"].default == cfg.batch_tiles
-    with pytest.raises(SarfuseError, match="--tile must be a multiple of 8"):
-        export_onnx("unused", "unused.onnx", tile=100)
+    export = inspect.signature(cli.export).parameters
+    assert (export["tile"].default, export["overlap"].default) == (
+        EXPORT_TILING.tile,
+        EXPORT_TILING.overlap,
+    )
+    assert inspect.signature(export_onnx).parameters["tiling"].default is EXPORT_TILING
+
+
+def test_the_library_takes_a_map_config_not_tile_numbers() -> None:
+    """No second home of the tiling defaults: the mapping functions take the config itself."""
+    for fn in (map_files, map_scene, map_many):
+        params = inspect.signature(fn).parameters
+        assert "config" in params and params["config"].default is None
+        assert not {"tile", "overlap", "batch_tiles"} & set(params)

@@ -12,12 +12,13 @@ from rasterio.crs import CRS
 
 from sarfuse.data.raster import RasterInfo
 from sarfuse.errors import SarfuseError
+from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.inference import map_scene
 from sarfuse.mapping.tiling import tile_windows, window_weights
 
 K = 3
 COLORS = {0: (0, 153, 0), 1: (0, 0, 255), 2: (200, 200, 200)}
-TILES = {"tile": 32, "overlap": 8, "progress": False}
+TILES = {"config": MapConfig(32, 8, batch_tiles=1), "progress": False}
 
 
 def _scene(h: int = 70, w: int = 90, seed: int = 0):
@@ -69,7 +70,7 @@ def test_tiled_map_equals_one_piece_map(tmp_path, shape, context):
     names = {"class_names": ["a", "b", "c"]}
     tiled = map_scene(predict, read, info, tmp_path / "t.tif", K, **TILES, **names,
                       probabilities_path=tmp_path / "tp.tif")  # fmt: skip
-    whole = map_scene(predict, read, info, tmp_path / "w.tif", K, tile=512, progress=False,
+    whole = map_scene(predict, read, info, tmp_path / "w.tif", K, MapConfig(512), progress=False,
                       probabilities_path=tmp_path / "wp.tif", **names)  # fmt: skip
     assert whole["tiles"] == 1 and tiled["tiles"] > 2
     p_tiled, p_whole = _read(tmp_path / "tp.tif"), _read(tmp_path / "wp.tif")
@@ -94,7 +95,7 @@ def test_streamed_blend_equals_direct_weighted_mean(tmp_path, shape):
     """Each tile predicts its own constant; the map must hold sum(w_t p_t) / sum(w_t)."""
     _, _, info = _scene(*shape)
     rng = np.random.default_rng(0)
-    windows = tile_windows(info.height, info.width, TILES["tile"], TILES["overlap"])
+    windows = tile_windows(info.height, info.width, 32, 8)
     per_tile = {w: rng.dirichlet(np.ones(K)).astype(np.float32) for w in windows}
 
     def read(window):
@@ -109,7 +110,7 @@ def test_streamed_blend_equals_direct_weighted_mean(tmp_path, shape):
     total, weight = np.zeros((K, *info.shape)), np.zeros(info.shape)
     for w in windows:
         r, c, h, wd = w
-        wt = window_weights(w, *info.shape, TILES["overlap"])
+        wt = window_weights(w, *info.shape, 8)
         total[:, r : r + h, c : c + wd] += per_tile[w][:, None, None] * wt
         weight[r : r + h, c : c + wd] += wt
     np.testing.assert_allclose(_read(tmp_path / "p.tif"), total / weight, atol=1e-5)
@@ -175,7 +176,7 @@ def test_sidecar_of_another_job_is_discarded(tmp_path):
     with pytest.raises(RuntimeError):
         map_scene(crash, read, info, out, K, **TILES)
     (out.parent / "map.tif.partial" / "band_0000000_0000019.npz").write_bytes(b"junk")
-    summary = map_scene(predict, read, info, out, K, tile=16, overlap=4, progress=False)
+    summary = map_scene(predict, read, info, out, K, MapConfig(16, 4), progress=False)
     assert summary["resumed_at_row"] == 0 and out.exists()
 
 
@@ -194,7 +195,8 @@ def test_batched_map_equals_tile_by_tile(tmp_path, batch):
     x, valid, info = _scene()
     predict, read = _predict(True), _reader(x, valid)
     one = map_scene(predict, read, info, tmp_path / "one.tif", K, **TILES)
-    many = map_scene(predict, read, info, tmp_path / "many.tif", K, **TILES, batch_tiles=batch,
+    batched = {**TILES, "config": MapConfig(32, 8, batch_tiles=batch)}
+    many = map_scene(predict, read, info, tmp_path / "many.tif", K, **batched,
                      predict_many=lambda tiles: np.stack([predict(t) for t in tiles]))  # fmt: skip
     assert one["class_pixels"] == many["class_pixels"]
     np.testing.assert_array_equal(_read(tmp_path / "one.tif"), _read(tmp_path / "many.tif"))

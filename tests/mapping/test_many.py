@@ -9,12 +9,13 @@ import rasterio
 from sarfuse.data.layouts import discover
 from sarfuse.data.synth import generate
 from sarfuse.errors import SarfuseError
+from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.many import map_many, parse_shard, scene_list
 from sarfuse.mapping.scene import map_files
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
 
 PROBE = ProbeConfig(labels=2, patch_size=64, epochs=2, features="raw", classifier="linear")
-OPTIONS = {"tile": 64, "overlap": 16, "quicklook": False}
+OPTIONS = {"config": MapConfig(64, 16), "quicklook": False}
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import torch
 
 from sarfuse.errors import SarfuseError
 from sarfuse.mapping.probe import (
+    AUTO_CLASSIFIERS,
     CLASSIFIERS,
+    ClassifierName,
+    ForestOptions,
+    LinearOptions,
     LinearProbe,
+    classifier_options,
     labelled_pixels,
     load_classifier,
     predict_proba,
@@ -21,6 +28,7 @@ from sarfuse.mapping.probe import (
     train_linear_probe,
     train_random_forest,
 )
+from sarfuse.mapping.workflow import ClassifierChoice, ProbeConfig
 
 K = 3
 
@@ -214,3 +222,22 @@ def test_a_damaged_forest_is_a_one_line_error(tmp_path):
 
     with pytest.raises(SarfuseError, match="probe.pt: damaged classifier file.*do not form trees"):
         load_classifier(_rf_file(tmp_path, loop))
+
+
+def test_classifier_names_are_the_registry() -> None:
+    """ClassifierName, auto's candidates and every entry's options come from CLASSIFIERS."""
+    assert set(get_args(ClassifierName)) == set(CLASSIFIERS)
+    assert set(get_args(ClassifierChoice)) == {"auto", *CLASSIFIERS}
+    assert AUTO_CLASSIFIERS == ("rf", "linear")  # raw bands + forest: the reference, first
+    for name, kind in CLASSIFIERS.items():
+        assert is_dataclass(kind.options) and kind.loss and kind.title
+        for option in fields(kind.options):  # a probe config carries each option, same default
+            assert getattr(ProbeConfig(), option.name) == option.default, (name, option.name)
+
+
+def test_classifier_options_read_the_probe_config() -> None:
+    cfg = ProbeConfig(epochs=3, lr=0.5, n_trees=7)
+    assert classifier_options("linear", cfg) == LinearOptions(3, 0.5, 0.9, 1)
+    assert classifier_options("rf", cfg) == ForestOptions(7)
+    with pytest.raises(SarfuseError, match="unknown classifier 'svm'"):
+        classifier_options("svm", cfg)

@@ -11,6 +11,7 @@ import numpy as np
 import rasterio
 
 from sarfuse.data.layouts import discover
+from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.scene import map_files
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
 from sarfuse.ssl.config import PretrainConfig
@@ -31,7 +32,7 @@ def test_pretrain_probe_and_map_the_real_chip(shared_data: Path, tmp_path: Path)
 
     sample = source.samples[0]
     out = tmp_path / "map.tif"
-    map_files(tmp_path / "probe", out, s1=sample.s1, s2=sample.s2, tile=256, overlap=32,
+    map_files(tmp_path / "probe", out, s1=sample.s1, s2=sample.s2, config=MapConfig(256, 32),
               progress=False, label=sample.label)  # fmt: skip
     with rasterio.open(sample.s2) as chip_tif, rasterio.open(out) as map_tif:
         assert map_tif.crs == chip_tif.crs and map_tif.crs.to_epsg() == 4326

@@ -18,6 +18,7 @@ from sarfuse.data.layouts import DataSource, discover
 from sarfuse.data.schemes import DFC2020
 from sarfuse.data.synth import generate
 from sarfuse.errors import SarfuseError
+from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.features import FeatureMaker
 from sarfuse.mapping.probe import load_classifier, predict_proba
 from sarfuse.mapping.scene import map_files
@@ -26,7 +27,7 @@ from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.train import pretrain
 
 SIZE = 256
-TILES = {"tile": 64, "overlap": 16, "progress": False}
+TILES = {"config": MapConfig(64, 16), "progress": False}
 PROBE = ProbeConfig(
     labels=3, patch_size=64, epochs=3, features="raw", classifier="linear", self_train=False
 )
@@ -171,7 +172,7 @@ def test_missing_sensor_is_refused(scene: Path, raw_probe: Path, tmp_path: Path)
 def test_bad_tiling_is_refused(scene: Path, raw_probe: Path, tmp_path: Path) -> None:
     s1, s2 = scene / "scene_s1.tif", scene / "scene_s2.tif"
     with pytest.raises(SarfuseError, match="--overlap"):
-        map_files(raw_probe, tmp_path / "m.tif", s1=s1, s2=s2, **{**TILES, "overlap": 32})
+        map_files(raw_probe, tmp_path / "m.tif", s1=s1, s2=s2, config=MapConfig(64, 32))
 
 
 @pytest.mark.parametrize("kind", ["pretrained", "pretrained+raw"])

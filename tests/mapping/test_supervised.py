@@ -90,7 +90,7 @@ def test_one_sensor_gets_early_fusion(source: DataSource, tmp_path: Path) -> Non
     (tmp_path / "samples.csv").write_text(f"s1,s2,label\n,{s2},{source.samples[0].label}\n")
     only_s2 = discover(tmp_path / "samples.csv")
     _, contract = feature_setup("supervised", only_s2, None)
-    assert contract["fusion"] == "early" and contract["method"] == "supervised"
+    assert contract.fusion == "early" and contract.method == "supervised"
     net = train_supervised(open_patches(only_s2, contract, ProbeConfig()), [0], K, config=TINY)
     assert net.model.fusion == "early" and net.model.s1_channels == 0
 

@@ -39,7 +39,7 @@ class PatchDataset(Dataset):
     """Patches of ``source`` as ``dict`` items (P = ``patch_size``)::
 
         s1 (C1, P, P) float32 normalised     s2 (C2, P, P) float32 normalised
-        valid (P, P) bool                    label (P, P) int64, 255 = ignore or invalid
+        valid (P, P) bool                    label (P, P) int64, IGNORE_INDEX = ignore or invalid
         indices (K, P, P) float32 raw        segments (P, P) or (S, P, P) int64
         path str (the sample's first file)   window (row, col) of the patch in its scene
 
@@ -50,7 +50,7 @@ class PatchDataset(Dataset):
     def __init__(
         self,
         source: DataSource,
-        patch_size: int = 256,
+        patch_size: int,
         s1_bands: Sequence[str] = DEFAULT_S1_BANDS,
         s2_bands: Sequence[str] = DEFAULT_S2_BANDS,
         normaliser: Normaliser | None = None,

@@ -19,7 +19,7 @@ from sarfuse.errors import SarfuseError
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
-DEFAULT_INDICES = ("mean_sar", "ndvi", "ndwi", "dbsi")  # used by mapping
+DEFAULT_INDICES = ("mean_sar", "ndvi", "ndwi", "dbsi")  # appended to the probe's features
 
 
 def _float(x: Array) -> Array:
@@ -96,6 +96,14 @@ def required_bands(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
         spec = index_def(name)
         needed[spec.sensor].update(spec.bands)
     return {s: tuple(b for b in SENSOR_BANDS[s] if b in needed[s]) for s in needed}
+
+
+def available_indices(names: Sequence[str], sensors: Sequence[str]) -> tuple[str, ...]:
+    """``names`` without the indices whose sensor is absent, so S1-only and S2-only data
+    work with the default indices."""
+    return tuple(
+        n for n in names if all(s in sensors for s, b in required_bands((n,)).items() if b)
+    )
 
 
 def compute_indices(

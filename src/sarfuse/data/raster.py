@@ -437,7 +437,7 @@ def read_label(
     target: RasterInfo | None = None,
     band: int = 1,
 ) -> np.ndarray:
-    """Label band -> int64 (h, w) class indices ``0..K-1`` of ``scheme``, 255 = ignore.
+    """Label band -> int64 (h, w) class indices ``0..K-1`` of ``scheme``, IGNORE_INDEX = ignore.
 
     Nodata, NaN and pixels outside a reprojected footprint are ignored; values outside the
     scheme raise :class:`SarfuseError`.

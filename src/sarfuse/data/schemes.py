@@ -19,6 +19,7 @@ import numpy as np
 from sarfuse.errors import SarfuseError
 
 IGNORE_INDEX = 255  # the class index of pixels without a (usable) label
+BYTE_MAX = int(np.iinfo(np.uint8).max)  # a byte's largest value: 8-bit colours, opaque alpha
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class ClassScheme:
     def encode(
         self, raw: np.ndarray, path: str | Path | None = None, ignore: np.ndarray | None = None
     ) -> np.ndarray:
-        """Raw label values (H, W) -> int64 class indices, 255 where ignored.
+        """Raw label values (H, W) -> int64 class indices, IGNORE_INDEX where ignored.
 
         ``ignore`` (H, W) bool marks extra pixels to ignore (nodata). Raises naming ``path``
         when a value is not in the scheme.
@@ -166,8 +167,8 @@ class ClassScheme:
         return np.where(known & ~skip, targets[pos], IGNORE_INDEX)
 
     def colormap(self) -> dict[int, tuple[int, int, int, int]]:
-        """GeoTIFF colour table of class indices (255 = ignore is transparent)."""
-        table = {i: (*c.rgb, 255) for i, c in enumerate(self.classes)}
+        """GeoTIFF colour table of class indices (opaque; IGNORE_INDEX is transparent)."""
+        table = {i: (*c.rgb, BYTE_MAX) for i, c in enumerate(self.classes)}
         table[IGNORE_INDEX] = (0, 0, 0, 0)
         return table
 
@@ -196,13 +197,13 @@ class ClassScheme:
 
 
 def _check_classes(scheme: str, classes: Sequence[ClassDef]) -> None:
-    """1..254 classes (255 is the nodata of a map), each value and each name used once: a
-    repeated name would merge two classes' rows in the metrics."""
+    """Fewer classes than IGNORE_INDEX (the nodata of a map), each value and each name used
+    once: a repeated name would merge two classes' rows in the metrics."""
     if not 0 < len(classes) < IGNORE_INDEX:
         raise SarfuseError(
             None,
-            f"scheme {scheme!r}: {len(classes)} classes; need 1 to 254 (a map stores classes "
-            "in one byte, 255 = nodata)",
+            f"scheme {scheme!r}: {len(classes)} classes; need 1 to {IGNORE_INDEX - 1} (a map "
+            f"stores classes in one byte, {IGNORE_INDEX} = nodata)",
         )
     for what in ("value", "name"):
         seen: set = set()

@@ -28,7 +28,7 @@ from rasterio.windows import Window
 from sarfuse import __version__
 from sarfuse.data.bands import S1_BANDS, S2_BANDS
 from sarfuse.data.raster import RasterInfo, open_writer, write_geotiff
-from sarfuse.data.schemes import DFC2020
+from sarfuse.data.schemes import BYTE_MAX, DFC2020
 from sarfuse.errors import check
 from sarfuse.io_utils import atomic_write_text
 
@@ -409,7 +409,7 @@ def _profile(sensor: str, seed: int) -> dict:
             "nodata": 0,
             "tags": {**tags, "units": "reflectance x 10000"},
         }
-    colours = {c.value: (*c.rgb, 255) for c in DFC2020.classes}
+    colours = {c.value: (*c.rgb, BYTE_MAX) for c in DFC2020.classes}
     return {"colormap": colours, "tags": {**tags, "scheme": "dfc2020"}}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import rasterio
 import rasterio.shutil
 
-from sarfuse.data.schemes import ClassScheme
+from sarfuse.data.schemes import IGNORE_INDEX, ClassScheme
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path
 from sarfuse.mapping import qgis
@@ -54,7 +54,7 @@ def publish_map(
     map_path: str | Path,
     scheme: ClassScheme,
     probabilities_path: str | Path | None = None,
-    nodata: int = 255,
+    nodata: int = IGNORE_INDEX,
     cog: bool = True,
 ) -> dict[str, str]:
     """Turn the written class map (and probabilities) into what a GIS opens well.

@@ -28,3 +28,8 @@ def check_tiling(tile: int, overlap: int) -> None:
             f"--tile must be a multiple of 8 (at least 8) and 0 <= --overlap < tile/2, "
             f"got --tile {tile}, --overlap {overlap}",
         )
+
+
+# an exported graph's fixed input tile and the overlap it suggests: smaller than mapping's, as
+# plugins like QGIS's Deepness run the graph on many small tiles
+EXPORT_TILING = MapConfig(tile=256, overlap=32)

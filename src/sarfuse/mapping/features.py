@@ -12,6 +12,7 @@ can be cut out of ``pretrained+raw`` features (:func:`feature_columns`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -19,8 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from sarfuse.checkpoint import Pretrained, load_pretrained
-from sarfuse.contract import check_source, make_contract
-from sarfuse.data.bands import S1_BANDS
+from sarfuse.contract import DataContract
 from sarfuse.data.layouts import DataSource
 from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError
@@ -29,7 +29,6 @@ from sarfuse.models.fusion import resolve_fusion
 FeatureKind = Literal["pretrained", "random", "raw", "pretrained+raw", "supervised"]
 NEEDS_CHECKPOINT = ("pretrained", "random", "pretrained+raw")
 TRAINED_ON_SPLIT = ("supervised",)  # its network is trained once the split is drawn (run_probe)
-RAW_S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
 
 
 class FeatureMaker:
@@ -61,7 +60,7 @@ def feature_setup(
     checkpoint: str | Path | None,
     seed: int = 0,
     device: str = "cpu",
-) -> tuple[FeatureMaker, dict]:
+) -> tuple[FeatureMaker, DataContract]:
     """The feature maker and the data contract to read ``source`` with.
 
     A kind trained on the split reads the raw baseline's inputs; its maker has no network yet.
@@ -69,20 +68,14 @@ def feature_setup(
     if kind in TRAINED_ON_SPLIT:
         _, contract = feature_setup("raw", source, checkpoint, seed, device)
         fusion = resolve_fusion("auto", source.sensors)  # as train_supervised builds it
-        return FeatureMaker(kind, None, device), {**contract, "fusion": fusion, "method": kind}
+        return FeatureMaker(kind, None, device), replace(contract, fusion=fusion, method=kind)
     if kind == "raw":
-        if checkpoint is not None:
-            contract = load_pretrained(checkpoint).contract
-        else:
-            contract = make_contract(
-                source.sensors, S1_BANDS, RAW_S2_BANDS, None, [], 256, "none", "raw"
-            )
-        contract = {**contract, "s2_bands": _raw_s2_bands(source) if "s2" in source.sensors else []}
-        return FeatureMaker("raw", None, device), contract
+        like = load_pretrained(checkpoint).contract if checkpoint is not None else None
+        return FeatureMaker("raw", None, device), DataContract.for_raw_bands(source, like)
     if checkpoint is None:
         raise SarfuseError(None, f"--features {kind} needs a --checkpoint")
     net = load_pretrained(checkpoint)
-    check_source(net.contract, source)
+    net.contract.check(source)
     if kind == "random":
         net = net.randomised(seed)
     return FeatureMaker(kind, net, device), net.contract
@@ -95,12 +88,6 @@ def feature_columns(kind: FeatureKind, net_dim: int, raw_dim: int, n_indices: in
     idx = list(range(net_dim + raw_dim, net_dim + raw_dim + n_indices))
     parts = {"raw": raw, "pretrained": net, "random": net, "pretrained+raw": net + raw}
     return parts[kind] + idx
-
-
-def _raw_s2_bands(source: DataSource) -> list[str]:
-    """All S2 bands the data has (but the cirrus band B10, absent from L2A), for raw baselines."""
-    names = source.s2_bands()
-    return [b for b in RAW_S2_BANDS if b in names]
 
 
 class PatchFeatures:

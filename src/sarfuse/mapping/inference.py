@@ -30,6 +30,7 @@ from rasterio.windows import Window as RioWindow
 from tqdm.auto import tqdm
 
 from sarfuse.data.raster import RasterInfo, open_writer
+from sarfuse.data.schemes import BYTE_MAX, IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path, atomic_write_text
 from sarfuse.mapping.batching import PredictManyFn, TileBatcher
@@ -144,7 +145,7 @@ class _Outputs:
         nodata: int,
         colormap: Mapping[int, Sequence[int]] | None,
     ) -> None:
-        self.counts = np.zeros(256, dtype=np.int64)
+        self.counts = np.zeros(BYTE_MAX + 1, dtype=np.int64)
         tags = {"class_names": json.dumps(names), "nodata_meaning": "no valid input"}
         cmap = None if colormap is None else {nodata: (0, 0, 0, 0), **dict(colormap)}
         self.classes = stack.enter_context(
@@ -163,7 +164,7 @@ class _Outputs:
         self.classes.write(classes, 1, window=window)
         if self.proba is not None:
             self.proba.write(proba, window=window)
-        self.counts += np.bincount(classes.ravel(), minlength=256)
+        self.counts += np.bincount(classes.ravel(), minlength=BYTE_MAX + 1)
 
 
 class _Sidecar:
@@ -216,13 +217,49 @@ class _Sidecar:
 
 
 def _job(
-    info: RasterInfo, num_classes: int, tile: int, overlap: int, nodata: int, probabilities: bool
+    info: RasterInfo,
+    num_classes: int,
+    config: MapConfig,
+    nodata: int,
+    probabilities: bool,
+    key: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
+    """What a map's kept rows belong to: its grid, classes, tiling and ``key``."""
     return {
         "height": info.height, "width": info.width, "crs": str(info.crs),
-        "transform": list(info.transform)[:6], "num_classes": num_classes, "tile": tile,
-        "overlap": overlap, "nodata": nodata, "probabilities": probabilities,
+        "transform": list(info.transform)[:6], "num_classes": num_classes, "tile": config.tile,
+        "overlap": config.overlap, "nodata": nodata, "probabilities": probabilities,
+        "key": json.loads(json.dumps(key or {})),  # as read back from job.json
     }  # fmt: skip
+
+
+@dataclass
+class _Plan:
+    """A scene's tiles by tile row (in order); rows above the next tile row's start are final
+    once that tile row is blended."""
+
+    windows: list[Window]
+    rows: dict[int, list[Window]]  # tile row start -> its windows, left to right
+    starts: list[int]
+    ends: list[int]  # the next tile row's start (the scene's height for the last)
+
+    @classmethod
+    def of(cls, info: RasterInfo, config: MapConfig) -> _Plan:
+        windows = tile_windows(info.height, info.width, config.tile, config.overlap)
+        rows: dict[int, list[Window]] = {}
+        for window in windows:
+            rows.setdefault(window[0], []).append(window)
+        starts = list(rows)
+        return cls(windows, rows, starts, starts[1:] + [info.height])
+
+    def todo(self, done: int) -> list[int]:
+        """The tile rows that reach past the ``done`` rows kept from an earlier run."""
+        th = self.windows[0][2]  # tile height, the same for every tile
+        return [i for i, s in enumerate(self.starts) if s + th > done]
+
+    def skipped(self, todo: list[int]) -> int:
+        """Tiles of the tile rows not to predict again."""
+        return sum(len(self.rows[s]) for s in self.starts[: todo[0] if todo else len(self.starts)])
 
 
 def map_scene(
@@ -231,96 +268,124 @@ def map_scene(
     info: RasterInfo,
     out_path: str | Path,
     num_classes: int,
-    tile: int = MapConfig.tile,
-    overlap: int = MapConfig.overlap,
+    config: MapConfig | None = None,
     colormap: Mapping[int, Sequence[int]] | None = None,
     class_names: Sequence[str] | None = None,
     probabilities_path: str | Path | None = None,
-    nodata: int = 255,
+    nodata: int = IGNORE_INDEX,
     progress: bool = True,
     resume: bool = True,
     key: Mapping[str, Any] | None = None,
     predict_many: PredictManyFn | None = None,
-    batch_tiles: int = 1,
 ) -> dict[str, Any]:
-    """Predict a scene tile by tile and write a uint8 class GeoTIFF on ``info``'s grid.
-
-    ``read_fn(window)`` returns the tile's inputs with a ``"valid"`` ``(h, w)`` mask;
-    ``predict_fn(inputs)`` returns ``(K, h, w)`` probabilities, or ``predict_many`` (a list of
-    tiles' inputs -> ``(N, K, h, w)``) predicts ``batch_tiles`` tiles a call; the next tiles
-    are read in a thread meanwhile (:class:`~sarfuse.mapping.batching.TileBatcher`). Writes
-    ``out_path`` (classes, colour table, class names in the ``class_names`` tag) and optionally
-    ``probabilities_path`` (float32, K bands, NaN where invalid). Returns a summary with the
-    pixel count per class.
-    ``key`` (JSON-able) names what else the job depends on (inputs, models): kept rows of a job
-    with another key are discarded, never spliced into this map.
-    """
-    out_path = Path(out_path)
-    names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-    if len(names) != num_classes or not num_classes <= nodata <= 255:
-        raise SarfuseError(
-            out_path,
-            f"need {num_classes} class names and nodata in {num_classes}..255, got "
-            f"{len(names)} names and nodata {nodata}",
-        )
-    windows = tile_windows(info.height, info.width, tile, overlap)
-    tile_rows: dict[int, list[Window]] = {}
-    for window in windows:
-        tile_rows.setdefault(window[0], []).append(window)
-    starts = list(tile_rows)
-    ends = starts[1:] + [info.height]  # rows above the next tile row's start are then final
-    th = windows[0][2]  # tile height, the same for every tile
-    partial = out_path.with_name(out_path.name + ".partial")
-    if not resume:
-        shutil.rmtree(partial, ignore_errors=True)
-    job = _job(info, num_classes, tile, overlap, nodata, probabilities_path is not None)
-    job["key"] = json.loads(json.dumps(key or {}))  # as read back from job.json
-    sidecar = _Sidecar(partial, job) if resume else None
-
+    """Predict a scene tile by tile with ``config``'s tiling (default: :class:`MapConfig`'s)
+    and write a uint8 class GeoTIFF on ``info``'s grid, with ``class_names`` in a tag, and
+    optionally ``probabilities_path`` (float32, NaN where invalid). ``predict_many`` predicts
+    ``config.batch_tiles`` tiles a call (else ``predict_fn`` one) while the next are read. Rows
+    kept by a job of another ``key`` (JSON: inputs, models) are discarded, never spliced in.
+    Returns a summary with the pixel count per class."""
+    config, out_path = config or MapConfig(), Path(out_path)
+    names = _class_names(out_path, class_names, num_classes, nodata)
+    plan = _Plan.of(info, config)
+    job = _job(info, num_classes, config, nodata, probabilities_path is not None, key)
+    sidecar = _sidecar(out_path, job, resume)
+    many = predict_many or (lambda tiles: np.stack([predict_fn(t) for t in tiles]))
     with ExitStack() as stack:
         out = _Outputs(stack, info, out_path, probabilities_path, names, nodata, colormap)
         done = sidecar.replay(out) if sidecar else 0
-        todo = [i for i, s in enumerate(starts) if s + th > done]
-        skipped = sum(len(tile_rows[s]) for s in starts[: todo[0] if todo else len(starts)])
-        bar = stack.enter_context(
-            tqdm(total=len(windows), initial=skipped, disable=not progress, desc="map",
-                 unit="tile", leave=False)
-        )  # fmt: skip
-
-        order = [w for i in todo for w in tile_rows[starts[i]]]
-        many = predict_many or (lambda tiles: np.stack([predict_fn(t) for t in tiles]))
-        batcher = stack.enter_context(TileBatcher(order, read_fn, many, batch_tiles))
-
-        def predict(window: Window) -> _Acc:
-            proba, valid = _checked_tile(window, *batcher(window), num_classes)
-            weight = window_weights(window, *info.shape, overlap)
-            bar.update()
-            return _Acc(proba * weight, weight, valid)
-
-        carry = _Acc.zeros(num_classes, 0, info.width)
-        for i in todo:
-            row, n = starts[i], ends[i] - starts[i]
-            if ends[i] <= done:  # recomputed only to rebuild the strip carried past ``done``
-                carry = _blend_tile_row(tile_rows[row], carry, n, predict, None, info.width)
-                continue
-            with sidecar.band(row, ends[i]) if sidecar else _no_band() as keep:
-
-                def emit(col: int, segment: _Acc, row: int = row, keep: Emit = keep) -> None:
-                    classes, proba = segment.finish(nodata, out.proba is not None)
-                    out.write(row, col, classes, proba)
-                    keep(col, classes, proba)
-
-                carry = _blend_tile_row(tile_rows[row], carry, n, predict, emit, info.width)
+        todo = plan.todo(done)
+        predict = _predictor(stack, plan, todo, info, config, read_fn, many, num_classes, progress)
+        _blend_rows(plan, todo, done, predict, out, sidecar, nodata, num_classes)
     if sidecar:
         sidecar.remove()
-    return {
-        "path": str(out_path),
-        "probabilities": None if probabilities_path is None else str(probabilities_path),
-        "tiles": len(windows),
-        "resumed_at_row": done,
-        "class_pixels": {n: int(out.counts[i]) for i, n in enumerate(names)},
-        "invalid_pixels": int(out.counts[nodata]),
-    }
+    proba = probabilities_path and str(probabilities_path)  # None stays None
+    return {"path": str(out_path), "probabilities": proba, "tiles": len(plan.windows),
+            "resumed_at_row": done, "invalid_pixels": int(out.counts[nodata]),
+            "class_pixels": {n: int(out.counts[i]) for i, n in enumerate(names)}}  # fmt: skip
+
+
+def _predictor(
+    stack: ExitStack,
+    plan: _Plan,
+    todo: list[int],
+    info: RasterInfo,
+    config: MapConfig,
+    read_fn: ReadFn,
+    many: PredictManyFn,
+    num_classes: int,
+    progress: bool,
+) -> Callable[[Window], _Acc]:
+    """``predict(window)``: a tile's weighted probabilities, the tiles of ``todo`` read ahead
+    and predicted ``config.batch_tiles`` at a time; a progress bar counts them."""
+    bar = stack.enter_context(
+        tqdm(total=len(plan.windows), initial=plan.skipped(todo), disable=not progress,
+             desc="map", unit="tile", leave=False)
+    )  # fmt: skip
+    order = [w for i in todo for w in plan.rows[plan.starts[i]]]
+    batcher = stack.enter_context(TileBatcher(order, read_fn, many, config.batch_tiles))
+
+    def predict(window: Window) -> _Acc:
+        proba, valid = _checked_tile(window, *batcher(window), num_classes)
+        weight = window_weights(window, *info.shape, config.overlap)
+        bar.update()
+        return _Acc(proba * weight, weight, valid)
+
+    return predict
+
+
+def _class_names(
+    out_path: Path, class_names: Sequence[str] | None, num_classes: int, nodata: int
+) -> list[str]:
+    """The class names (default: the class indices), refused unless one per class and
+    ``nodata`` fits a byte above the classes."""
+    names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    if len(names) != num_classes or not num_classes <= nodata <= BYTE_MAX:
+        raise SarfuseError(
+            out_path,
+            f"need {num_classes} class names and nodata in {num_classes}..{BYTE_MAX}, got "
+            f"{len(names)} names and nodata {nodata}",
+        )
+    return names
+
+
+def _sidecar(out_path: Path, job: dict[str, Any], resume: bool) -> _Sidecar | None:
+    """The kept rows of ``out_path``'s job (None, and any kept rows removed, unless
+    ``resume``)."""
+    partial = out_path.with_name(out_path.name + ".partial")
+    if not resume:
+        shutil.rmtree(partial, ignore_errors=True)
+        return None
+    return _Sidecar(partial, job)
+
+
+def _blend_rows(
+    plan: _Plan,
+    todo: list[int],
+    done: int,
+    predict: Callable[[Window], _Acc],
+    out: _Outputs,
+    sidecar: _Sidecar | None,
+    nodata: int,
+    num_classes: int,
+) -> None:
+    """Blend the tile rows ``todo`` and write the rows each finishes (kept in ``sidecar``);
+    rows up to ``done`` are only recomputed for the strip carried past them."""
+    width = out.classes.width
+    carry = _Acc.zeros(num_classes, 0, width)
+    for i in todo:
+        row, end = plan.starts[i], plan.ends[i]
+        tiles, n = plan.rows[row], end - row
+        if end <= done:  # recomputed only to rebuild the strip carried past ``done``
+            carry = _blend_tile_row(tiles, carry, n, predict, None, width)
+            continue
+        with sidecar.band(row, end) if sidecar else _no_band() as keep:
+
+            def emit(col: int, segment: _Acc, row: int = row, keep: Emit = keep) -> None:
+                classes, proba = segment.finish(nodata, out.proba is not None)
+                out.write(row, col, classes, proba)
+                keep(col, classes, proba)
+
+            carry = _blend_tile_row(tiles, carry, n, predict, emit, width)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from typing import Any
 
 from sarfuse.data.layouts import Sample, discover
 from sarfuse.errors import SarfuseError
+from sarfuse.mapping.config import MapConfig
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -42,14 +43,18 @@ def scene_list(scenes: str | Path, shard: tuple[int, int] = (0, 1)) -> list[Samp
     return samples[i::n]
 
 
-def _map_one(probe: str, sample: Sample, out: str, threads: int, options: dict) -> dict:
+def _map_one(
+    probe: str, sample: Sample, out: str, threads: int, config: MapConfig, options: dict
+) -> dict:
     """Map one scene (in a worker process, with its share of the cores)."""
     import torch
 
     from sarfuse.mapping.scene import map_files
 
     torch.set_num_threads(threads)
-    return map_files(probe, out, s1=sample.s1, s2=sample.s2, progress=False, **options)
+    return map_files(
+        probe, out, s1=sample.s1, s2=sample.s2, config=config, progress=False, **options
+    )
 
 
 def map_many(
@@ -57,10 +62,13 @@ def map_many(
     scenes: list[Sample],
     out_dir: str | Path,
     workers: int = 1,
+    config: MapConfig | None = None,
     **options: Any,
 ) -> Iterator[tuple[Sample, dict | None]]:
-    """Map ``scenes`` into ``out_dir``; yields (scene, result) as each finishes, result None
-    for a scene skipped because its map exists. ``options`` go to :func:`map_files`."""
+    """Map ``scenes`` into ``out_dir`` with the tiling of ``config`` (default:
+    :class:`MapConfig`'s); yields (scene, result) as each finishes, result None for a scene
+    skipped because its map exists. ``options`` go to :func:`map_files`."""
+    config = config or MapConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = []
@@ -77,11 +85,11 @@ def map_many(
     threads = max(1, (cores or 1) // workers)
     if workers == 1:
         for sample, out in todo:
-            yield sample, _map_one(str(probe), sample, str(out), threads, options)
+            yield sample, _map_one(str(probe), sample, str(out), threads, config, options)
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         jobs = {
-            pool.submit(_map_one, str(probe), sample, str(out), threads, options): sample
+            pool.submit(_map_one, str(probe), sample, str(out), threads, config, options): sample
             for sample, out in todo
         }
         for job in as_completed(jobs):

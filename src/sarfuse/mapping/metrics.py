@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 
 ArrayLike = torch.Tensor | np.ndarray
@@ -29,7 +30,7 @@ def confusion_matrix(
     pred: ArrayLike,
     target: ArrayLike,
     num_classes: int,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     mask: ArrayLike | None = None,
 ) -> torch.Tensor:
     """Count (truth, prediction) pairs into an int64 ``(K, K)`` matrix, rows = truth.
@@ -63,7 +64,9 @@ def confusion_matrix(
     return cm.long().cpu()
 
 
-def edge_mask(labels: np.ndarray, width: int = EDGE_WIDTH, ignore_index: int = 255) -> np.ndarray:
+def edge_mask(
+    labels: np.ndarray, width: int = EDGE_WIDTH, ignore_index: int = IGNORE_INDEX
+) -> np.ndarray:
     """Labelled pixels with another labelled class within ``width`` px (Chebyshev distance).
 
     ``labels`` is (H, W) or (B, H, W); ignored pixels are never edge pixels and never make one.

@@ -1,17 +1,20 @@
 """Per-pixel classifiers on frozen features: the paper's linear probe and a random forest.
 
-Both train on the labelled pixels only (label 255 = ignore, which also covers invalid pixels),
+Both train on the labelled pixels only (label ``IGNORE_INDEX`` = ignore, which also covers
+invalid pixels),
 gathered once from a feature tensor or from a stream of batches, so sparse labels cost nothing
 and network features need one forward pass. The linear probe standardises every channel with
 the training pixels' mean and std (kept as buffers), so raw bands and network features train
-alike. Callers pick a classifier by name through :data:`CLASSIFIERS`.
+alike. Callers pick a classifier by name through :data:`CLASSIFIERS`, whose entries hold
+everything else about a classifier (its options and their defaults, its loss, whether ``auto``
+tries it, whether it exports to ONNX): adding one touches this module only.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -20,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_path, load_tensors
 from sarfuse.mapping.forest import ForestArrays
@@ -27,11 +31,28 @@ from sarfuse.mapping.forest import ForestArrays
 if TYPE_CHECKING:
     from sklearn.ensemble import RandomForestClassifier
 
-ClassifierName = Literal["linear", "rf"]
+ClassifierName = Literal["linear", "rf"]  # the keys of CLASSIFIERS (a test holds them equal)
 Batches = Iterable[tuple[Tensor, Tensor]]  # (features (B, C, H, W), labels (B, H, W))
 FeatureSource = Tensor | np.ndarray | Batches | Callable[[], Batches]
-IGNORE = 255
 _FORMAT = "sarfuse-classifier-v1"
+NO_LABELS = f"no labelled pixels to train on (all labels are {IGNORE_INDEX})"
+
+
+@dataclass(frozen=True)
+class LinearOptions:
+    """The linear probe's options (the paper's SGD), as a probe config carries them."""
+
+    epochs: int = 50  # linear probe epochs (paper)
+    lr: float = 0.01  # linear probe SGD learning rate (paper)
+    momentum: float = 0.9  # linear probe SGD momentum (paper)
+    probe_batch: int = 1  # labelled patches per SGD step
+
+
+@dataclass(frozen=True)
+class ForestOptions:
+    """The random forest's options, as a probe config carries them."""
+
+    n_trees: int = 100  # random forest size
 
 
 class Classifier(Protocol):
@@ -80,7 +101,7 @@ def labelled_pixels(
                 None, f"features {tuple(feats.shape)} and labels {tuple(labs.shape)} do not match"
             )
         n_patches += feats.shape[0]
-        keep = (labs != IGNORE).to(feats.device)
+        keep = (labs != IGNORE_INDEX).to(feats.device)
         xs.append(feats.permute(0, 2, 3, 1)[keep].detach().float().cpu())  # (p, C)
         ys.append(labs.to(feats.device)[keep].cpu())  # (p,)
         if max_pixels is not None:
@@ -89,17 +110,21 @@ def labelled_pixels(
                 kept = torch.cat(keys).topk(max_pixels, largest=False).indices
                 xs, ys, keys = [torch.cat(xs)[kept]], [torch.cat(ys)[kept]], [torch.cat(keys)[kept]]
     if not ys or sum(len(y) for y in ys) == 0:
-        raise SarfuseError(None, "no labelled pixels to train on (all labels are 255)")
+        raise SarfuseError(None, NO_LABELS)
     x, y = torch.cat(xs), torch.cat(ys)
     if not torch.isfinite(x).all():
-        raise SarfuseError(None, "features hold NaN or inf at labelled pixels; label them 255")
+        raise SarfuseError(
+            None, f"features hold NaN or inf at labelled pixels; label them {IGNORE_INDEX}"
+        )
     return x, y, n_patches
 
 
 def _check_labels(y: Tensor, num_classes: int) -> None:
     bad = y[(y < 0) | (y >= num_classes)]
     if bad.numel():
-        raise SarfuseError(None, f"label {int(bad[0])} outside 0..{num_classes - 1} (255 = ignore)")
+        raise SarfuseError(
+            None, f"label {int(bad[0])} outside 0..{num_classes - 1} ({IGNORE_INDEX} = ignore)"
+        )
 
 
 class LinearProbe(nn.Module):
@@ -158,9 +183,9 @@ def train_linear_probe(
     features: FeatureSource,
     labels: Tensor | np.ndarray | None,
     num_classes: int,
-    epochs: int = 50,
-    lr: float = 0.01,
-    momentum: float = 0.9,
+    epochs: int = LinearOptions.epochs,
+    lr: float = LinearOptions.lr,
+    momentum: float = LinearOptions.momentum,
     batch_size: int = 16,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -187,9 +212,9 @@ def fit_linear(
     y: Tensor,
     num_classes: int,
     weights: Tensor | None = None,
-    epochs: int = 50,
-    lr: float = 0.01,
-    momentum: float = 0.9,
+    epochs: int = LinearOptions.epochs,
+    lr: float = LinearOptions.lr,
+    momentum: float = LinearOptions.momentum,
     steps_per_epoch: int = 1,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -267,7 +292,7 @@ def train_random_forest(
     features: FeatureSource,
     labels: Tensor | np.ndarray | None,
     num_classes: int,
-    n_estimators: int = 100,
+    n_estimators: int = ForestOptions.n_trees,
     max_pixels: int | None = 200_000,
     seed: int = 0,
 ) -> RandomForestProbe:
@@ -281,7 +306,7 @@ def fit_forest(
     y: Tensor,
     num_classes: int,
     weights: Tensor | None = None,
-    n_estimators: int = 100,
+    n_estimators: int = ForestOptions.n_trees,
     seed: int = 0,
 ) -> RandomForestProbe:
     """A random forest fitted on pixels ``x`` (P, C), ``y`` (P,) with optional ``weights`` (P,)."""
@@ -333,39 +358,67 @@ def _rf_from_state(
     return RandomForestProbe(forest, in_channels, num_classes)
 
 
-def _fit_linear_cfg(x, y, num_classes, weights, cfg, n_patches: int) -> LinearProbe:
-    steps = max(1, math.ceil(n_patches / cfg.probe_batch))  # as with probe_batch patches a step
+def _fit_linear_opts(x, y, num_classes, weights, opts: LinearOptions, seed, device, n_patches):
+    steps = max(1, math.ceil(n_patches / opts.probe_batch))  # as with probe_batch patches a step
     fitted, history = fit_linear(
-        x, y, num_classes, weights, cfg.epochs, cfg.lr, cfg.momentum, steps, cfg.seed, cfg.device
+        x, y, num_classes, weights, opts.epochs, opts.lr, opts.momentum, steps, seed, device
     )
     fitted.history = history  # mean loss per epoch, saved with the probe
     return fitted
 
 
-def _fit_forest_cfg(x, y, num_classes, weights, cfg, n_patches: int) -> RandomForestProbe:
-    return fit_forest(x, y, num_classes, weights, cfg.n_trees, cfg.seed)
+def _fit_forest_opts(x, y, num_classes, weights, opts: ForestOptions, seed, device, n_patches):
+    return fit_forest(x, y, num_classes, weights, opts.n_trees, seed)
 
 
 @dataclass(frozen=True)
 class ClassifierKind:
-    """How to train (from a stream, or on pixel arrays with a config), serialise and restore one
-    kind of classifier. ``fit(x, y, num_classes, weights, cfg, n_patches)`` reads its options
-    from a probe config (``ProbeConfig``), so each classifier's options live here only."""
+    """Everything about one kind of classifier: how to train it (from a stream, or on pixel
+    arrays), serialise and restore it, its options (a frozen dataclass whose fields and
+    defaults a probe config carries under the same names), what it minimises (for model
+    cards), its rank among ``auto``'s candidates (0 first, the reference; None: never tried)
+    and whether it exports to ONNX. ``fit(x, y, num_classes, weights, options, seed, device,
+    n_patches)``."""
 
+    title: str
     train: Callable[..., tuple[Classifier, list[float]]]
     fit: Callable[..., Classifier]
     to_state: Callable[[Any], Any]
     from_state: Callable[[Any, int, int], Classifier]
+    options: type
+    loss: str
+    auto_rank: int | None = None
+    onnx: bool = False
 
 
 CLASSIFIERS: dict[ClassifierName, ClassifierKind] = {
     "linear": ClassifierKind(
-        train_linear_probe, _fit_linear_cfg, _linear_state, _linear_from_state
+        "linear probe", train_linear_probe, _fit_linear_opts, _linear_state, _linear_from_state,
+        LinearOptions, "cross-entropy on labelled pixels", auto_rank=1, onnx=True,
     ),
     "rf": ClassifierKind(
-        _train_rf, _fit_forest_cfg, lambda clf: clf.arrays().to_state(), _rf_from_state
+        "random-forest probe", _train_rf, _fit_forest_opts, lambda clf: clf.arrays().to_state(),
+        _rf_from_state, ForestOptions, "random forest (Gini impurity)", auto_rank=0,
     ),
-}
+}  # fmt: skip
+# what "auto" chooses among, in order of preference when cross-validation cannot tell
+AUTO_CLASSIFIERS: tuple[str, ...] = tuple(
+    sorted(
+        (n for n, k in CLASSIFIERS.items() if k.auto_rank is not None),
+        key=lambda n: CLASSIFIERS[n].auto_rank,
+    )
+)
+
+
+def classifier_options(name: str, cfg: Any) -> Any:
+    """The options of classifier ``name`` as probe config ``cfg`` sets them (a field of the
+    option's name, else ``cfg.extra[name]``, else the option's default)."""
+    kind = _kind(name)
+    extra = getattr(cfg, "extra", {}) or {}
+    values = {
+        f.name: getattr(cfg, f.name, extra.get(f.name, f.default)) for f in fields(kind.options)
+    }
+    return kind.options(**values)
 
 
 def train_classifier(
@@ -388,9 +441,11 @@ def fit_classifier(
     cfg: Any,
     n_patches: int,
 ) -> Classifier:
-    """Fit the classifier called ``name`` on pixels ``x`` (P, C), ``y`` (P,) with the options of
-    a probe config ``cfg``; ``n_patches`` labelled patches set the linear probe's steps."""
-    return _kind(name).fit(x, y, num_classes, weights, cfg, n_patches)
+    """Fit the classifier called ``name`` on pixels ``x`` (P, C), ``y`` (P,) with the options,
+    seed and device of a probe config ``cfg``; ``n_patches`` labelled patches set the linear
+    probe's steps."""
+    opts = classifier_options(name, cfg)
+    return _kind(name).fit(x, y, num_classes, weights, opts, cfg.seed, cfg.device, n_patches)
 
 
 def _kind(name: str) -> ClassifierKind:

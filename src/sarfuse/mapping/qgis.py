@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
+from sarfuse.data.schemes import BYTE_MAX, IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_write_text
 
@@ -47,11 +48,11 @@ def _attribute_table(band: ET.Element, names: Sequence[str], colors: Sequence[RG
         _sub(defn, "Usage", str(_USAGE[field]))
     for value, (name, rgb) in enumerate(zip(names, colors, strict=True)):
         row = _sub(rat, "Row", index=str(value))
-        for cell in (value, name, *rgb[:3], 255):
+        for cell in (value, name, *rgb[:3], BYTE_MAX):  # opaque
             _sub(row, "F", str(cell))
 
 
-def pam_xml(names: Sequence[str], colors: Sequence[RGB], nodata: int = 255) -> str:
+def pam_xml(names: Sequence[str], colors: Sequence[RGB], nodata: int = IGNORE_INDEX) -> str:
     """GDAL PAM XML for band 1: category names, attribute table and ``class_names`` metadata."""
     _check(names, colors)
     root = ET.Element("PAMDataset")
@@ -81,7 +82,9 @@ def qml_xml(names: Sequence[str], colors: Sequence[RGB]) -> str:
     palette = _sub(renderer, "colorPalette")
     for value, (name, rgb) in enumerate(zip(names, colors, strict=True)):
         color = "#{:02x}{:02x}{:02x}".format(*rgb[:3])
-        _sub(palette, "paletteEntry", value=str(value), color=color, alpha="255", label=name)
+        _sub(
+            palette, "paletteEntry", value=str(value), color=color, alpha=str(BYTE_MAX), label=name
+        )
     _sub(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")
     _sub(pipe, "rasterresampler", maxOversampling="2")  # no resampler: nearest, as classes need
     _sub(root, "blendMode", "0")

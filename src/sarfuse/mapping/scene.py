@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import torch
 from rasterio.windows import Window
 
 from sarfuse.checkpoint import Pretrained, load_pretrained
+from sarfuse.contract import DataContract
+from sarfuse.data.dataset import PatchDataset
+from sarfuse.data.indices import available_indices
 from sarfuse.data.layouts import DataSource, Sample
 from sarfuse.data.products import scene_sample
 from sarfuse.data.schemes import ClassScheme
@@ -22,18 +26,9 @@ from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.features import TRAINED_ON_SPLIT, FeatureMaker
 from sarfuse.mapping.inference import map_scene
 from sarfuse.mapping.probe import load_classifier, predict_proba
-from sarfuse.mapping.workflow import ProbeConfig, open_patches
 from sarfuse.models.folding import fold_batchnorm
 
 GDAL_CACHE_BYTES = 128 * 2**20  # GDAL block cache while mapping (bytes: small ints mean MB)
-
-
-def _contract_changes(a: dict, b: dict) -> list[str]:
-    """What differs between the network a probe was trained on and the one given now: the
-    inputs, and the architecture and method (another fusion gives other features even when
-    the inputs agree)."""
-    keys = ("sensors", "s1_bands", "s2_bands", "stats", "fusion", "method")
-    return [f"{k} {b.get(k)!r} vs {a.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
 
 
 def load_mapper(probe_dir: str | Path, checkpoint: str | Path | None, device: str = "cpu"):
@@ -61,7 +56,7 @@ def load_mapper(probe_dir: str | Path, checkpoint: str | Path | None, device: st
                 probe_path, "this probe was trained on network features: pass --checkpoint"
             )
         net = load_pretrained(ckpt)
-        changes = _contract_changes(net.contract, meta["contract"])
+        changes = net.contract.differences(DataContract.from_dict(meta["contract"]))
         if changes:
             raise SarfuseError(
                 ckpt,
@@ -86,8 +81,7 @@ def map_files(
     s1: str | Path | None = None,
     s2: str | Path | None = None,
     checkpoint: str | Path | None = None,
-    tile: int = MapConfig.tile,
-    overlap: int = MapConfig.overlap,
+    config: MapConfig | None = None,
     probabilities: bool = False,
     device: str = "cpu",
     progress: bool = True,
@@ -95,30 +89,48 @@ def map_files(
     label: str | Path | None = None,
     cog: bool = True,
     s2_offset: float | None = None,
-    batch_tiles: int = MapConfig.batch_tiles,
 ) -> dict:
     """Map the scene given by its S1 and/or S2 GeoTIFF to a classified GeoTIFF at ``out``.
 
     ``s1`` / ``s2`` may also be a Sentinel-2 ``.SAFE`` product (folder or zip) or a STAC item;
     ``s2_offset`` is added to S2 values when the S2 source does not state its own offset.
-    With ``cog`` (the default) the map and probabilities are Cloud Optimized GeoTIFFs with
-    overviews; class names and colours for GIS software are written beside the map
-    (:func:`sarfuse.mapping.cog.publish_map`). ``label``, a label GeoTIFF of the scene, is only
-    shown beside the map in the quicklook.
+    ``config`` sets the tiles and how many go through the network in one call (default:
+    :class:`MapConfig`'s; more tiles a call use a GPU better, memory grows with them, not with
+    the scene). With ``cog`` (the default) the map and probabilities are Cloud Optimized
+    GeoTIFFs with overviews; class names and colours for GIS software are written beside the
+    map (:func:`sarfuse.mapping.cog.publish_map`). ``label``, a label GeoTIFF of the scene, is
+    only shown beside the map in the quicklook.
     ``out`` is locked while mapping (a second run on it is refused); an interrupted map keeps
     its finished rows and a rerun of the same job (same inputs, probe and checkpoint) resumes.
-    ``batch_tiles`` tiles go through the network in one call (more uses a GPU better; memory
-    grows with it, not with the scene).
     """
-    MapConfig(tile, overlap, batch_tiles)  # refuses a bad tiling before any work
+    job = _MapJob(
+        Path(probe_dir), Path(out), s1, s2, checkpoint, config or MapConfig(), probabilities,
+        device, progress, quicklook, label, cog, s2_offset,
+    )  # fmt: skip
     with output_lock(out, folder=False):
         try:
-            return _map_files(
-                probe_dir, Path(out), s1, s2, checkpoint, tile, overlap, probabilities, device,
-                progress, quicklook, label, cog, s2_offset, batch_tiles,
-            )  # fmt: skip
+            return _map_files(job)
         except KeyboardInterrupt:
             raise _interrupted(Path(out)) from None
+
+
+@dataclass(frozen=True)
+class _MapJob:
+    """The arguments of :func:`map_files`."""
+
+    probe_dir: Path
+    out: Path
+    s1: str | Path | None
+    s2: str | Path | None
+    checkpoint: str | Path | None
+    config: MapConfig
+    probabilities: bool
+    device: str
+    progress: bool
+    quicklook: bool
+    label: str | Path | None
+    cog: bool
+    s2_offset: float | None
 
 
 def _interrupted(out: Path) -> Interrupted:
@@ -158,38 +170,51 @@ def _ckpt_file(ckpt: str | Path) -> Path:
     return path / "last.ckpt" if path.is_dir() else path
 
 
-def _map_files(
-    probe_dir: str | Path,
-    out: Path,
-    s1: str | Path | None,
-    s2: str | Path | None,
-    checkpoint: str | Path | None,
-    tile: int,
-    overlap: int,
-    probabilities: bool,
-    device: str,
-    progress: bool,
-    quicklook: bool,
-    label: str | Path | None,
-    cog: bool,
-    s2_offset: float | None,
-    batch_tiles: int,
-) -> dict:
+def _map_files(job: _MapJob) -> dict:
     """:func:`map_files` once ``out`` is locked."""
-    clf, meta, maker = load_mapper(probe_dir, checkpoint, device)
-    contract = meta["contract"]
+    clf, meta, maker = load_mapper(job.probe_dir, job.checkpoint, job.device)
     scheme = ClassScheme.from_json(meta["scheme"])
-    sample = scene_sample(Path(s1) if s1 else None, Path(s2) if s2 else None, s2_offset)
-    for sensor in contract["sensors"]:
+    sample, reader = _scene_reader(job, meta)
+    probe_path = job.probe_dir / "probe.pt" if job.probe_dir.is_dir() else job.probe_dir
+    ckpt = None if maker.net is None else job.checkpoint or meta.get("checkpoint")
+    read_fn, predict_fn, predict_many = _tile_functions(reader, clf, maker)
+    proba_path = job.out.with_name(job.out.stem + "_proba.tif") if job.probabilities else None
+    # GDAL keeps decoded blocks until a file closes, up to 5% of RAM: capped, so that memory
+    # stays flat in scene size while the inputs stay open for the whole map.
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+        result = map_scene(
+            predict_fn, read_fn, reader.grid(0), job.out, len(scheme.classes), job.config,
+            colormap=scheme.colormap(), class_names=list(scheme.names),
+            probabilities_path=proba_path, progress=job.progress,
+            key=_job_key(probe_path, ckpt, sample), predict_many=predict_many,
+        )  # fmt: skip
+    if not any(result["class_pixels"].values()):  # whole-file reads refuse this, windows cannot
+        raise SarfuseError(
+            ", ".join(str(p) for p in (job.s1, job.s2) if p is not None),
+            f"no valid pixel (all NaN or nodata), so {job.out} is nodata everywhere",
+        )
+    result.update(publish_map(job.out, scheme, result["probabilities"], cog=job.cog))
+    if job.quicklook:
+        label = Path(job.label) if job.label is not None else None
+        result["quicklook"] = str(write_quicklook(job.out, scheme, sample, label))
+    return result
+
+
+def _scene_reader(job: _MapJob, meta: dict) -> tuple[Sample, PatchDataset]:
+    """The scene's sample and a reader of its tiles as the probe's features read them."""
+    contract = DataContract.from_dict(meta["contract"])
+    s1, s2 = (Path(p) if p else None for p in (job.s1, job.s2))
+    sample = scene_sample(s1, s2, job.s2_offset)
+    for sensor in contract.sensors:
         if sample.get(sensor) is None:
             raise SarfuseError(None, f"the probe's features need {sensor.upper()}: pass --{sensor}")
-    source = validate_source(DataSource("scene", [sample], None, out.parent), labels=False)
-    cfg = ProbeConfig(patch_size=tile, indices=tuple(meta["indices"]))
-    reader = open_patches(source, contract, cfg)
-    info = reader.grid(0)
-    probe_path = Path(probe_dir) / "probe.pt" if Path(probe_dir).is_dir() else Path(probe_dir)
-    ckpt = None if maker.net is None else checkpoint or meta.get("checkpoint")
-    key = _job_key(probe_path, ckpt, sample)
+    source = validate_source(DataSource("scene", [sample], None, job.out.parent), labels=False)
+    indices = available_indices(tuple(meta["indices"]), source.sensors)
+    return sample, contract.open_patches(source, patch_size=job.config.tile, indices=indices)
+
+
+def _tile_functions(reader: PatchDataset, clf, maker: FeatureMaker):
+    """``read_fn(window)``, ``predict_fn(inputs)`` and ``predict_many(tiles)`` of map_scene."""
 
     def read_fn(window: tuple[int, int, int, int]) -> dict:
         row, col, h, w = window
@@ -204,35 +229,7 @@ def _map_files(
     def predict_fn(inputs: dict) -> np.ndarray:
         return predict_many([inputs])[0]
 
-    # GDAL keeps decoded blocks until a file closes, up to 5% of RAM: capped, so that memory
-    # stays flat in scene size while the inputs stay open for the whole map.
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
-        result = map_scene(
-            predict_fn,
-            read_fn,
-            info,
-            out,
-            len(scheme.classes),
-            tile=tile,
-            overlap=overlap,
-            colormap=scheme.colormap(),
-            class_names=list(scheme.names),
-            probabilities_path=out.with_name(out.stem + "_proba.tif") if probabilities else None,
-            progress=progress,
-            key=key,
-            predict_many=predict_many,
-            batch_tiles=batch_tiles,
-        )
-    if not any(result["class_pixels"].values()):  # whole-file reads refuse this, windows cannot
-        raise SarfuseError(
-            ", ".join(str(p) for p in (s1, s2) if p is not None),
-            f"no valid pixel (all NaN or nodata), so {out} is nodata everywhere",
-        )
-    result.update(publish_map(out, scheme, result["probabilities"], cog=cog))
-    if quicklook:
-        label = Path(label) if label is not None else None
-        result["quicklook"] = str(write_quicklook(out, scheme, sample, label))
-    return result
+    return read_fn, predict_fn, predict_many
 
 
 def write_quicklook(

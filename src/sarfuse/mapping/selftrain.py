@@ -65,8 +65,8 @@ def self_train(
     """Train with ``fit(x, y, weights)`` on labelled pixels and pseudo labels of ``x_pool``.
 
     ``x_labelled`` (L, C) / ``y_labelled`` (L,); ``x_pool`` (M, C) candidate unlabelled pixels;
-    ``rule_pseudo`` (M,) their index-rule classes (255 = none). ``truth`` (M,), if given, is only
-    used to report the pseudo labels' accuracy per round, never for training.
+    ``rule_pseudo`` (M,) their index-rule classes (IGNORE_INDEX = none). ``truth`` (M,), if
+    given, is only used to report the pseudo labels' accuracy per round, never for training.
     """
     rng = np.random.default_rng(seed)
     per_class = max(1, int(cfg.fraction * len(x_pool)))

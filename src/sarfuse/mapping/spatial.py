@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 from sarfuse.mapping.splits import Split, _classes_per_patch, _stratified_order, few_label_split
 
@@ -79,7 +80,7 @@ def block_split(
     spec: BlockSpec,
     n_eval: int | None = None,
     num_classes: int | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> Split:
     """Training patches from training blocks, evaluation patches from the others, buffered."""
     if spec.block < 1 or spec.buffer < 0 or not 0 < spec.train_fraction < 1:

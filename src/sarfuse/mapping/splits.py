@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import atomic_write_text
 
@@ -72,7 +73,7 @@ def few_label_split(
     seed: int,
     n_eval: int | None = None,
     num_classes: int | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> Split:
     """Draw ``n_labelled`` training patches and the evaluation patches (see the module doc).
 

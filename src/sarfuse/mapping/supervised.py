@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sarfuse.checkpoint import Pretrained
+from sarfuse.contract import DataContract
 from sarfuse.data.dataset import PatchDataset
 from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError, check
@@ -131,7 +132,7 @@ def supervised_features(
     patches: PatchDataset,
     train: Sequence[int],
     num_classes: int,
-    contract: dict,
+    contract: DataContract,
     seed: int = 0,
     device: str = "cpu",
     config: SupervisedConfig | None = None,

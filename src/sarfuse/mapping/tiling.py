@@ -30,10 +30,12 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (size - tile) / (n - 1)) for i in range(n)]
 
 
-def tile_windows(height: int, width: int, tile: int = 512, overlap: int = 64) -> list[Window]:
+def tile_windows(height: int, width: int, tile: int, overlap: int) -> list[Window]:
     """Windows ``(row, col, h, w)`` covering a ``height x width`` scene, row by row.
 
     All windows of one tile row share ``row`` and ``h``; a scene smaller than a tile is one window.
+    Any tile the geometry allows is accepted here; what mapping accepts (tiles the network
+    takes whole, blends that do not meet) is :class:`sarfuse.mapping.config.MapConfig`'s rule.
     """
     if height < 1 or width < 1:
         raise SarfuseError(None, f"cannot tile an empty scene of {height}x{width} pixels")

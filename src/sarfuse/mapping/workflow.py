@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sarfuse.contract import DataContract
 from sarfuse.data.dataset import PatchDataset, first_file
-from sarfuse.data.normalise import Normaliser
+from sarfuse.data.indices import DEFAULT_INDICES, available_indices
 from sarfuse.data.raster import is_gdal_url
 from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.data.validate import labels_name
@@ -26,7 +27,18 @@ from sarfuse.mapping.features import (
     feature_setup,
 )
 from sarfuse.mapping.metrics import EDGE_WIDTH, confusion_matrix, edge_mask, scores
-from sarfuse.mapping.probe import fit_classifier, predict_proba, save_classifier
+from sarfuse.mapping.probe import (
+    AUTO_CLASSIFIERS,
+    CLASSIFIERS,
+    NO_LABELS,
+    ClassifierName,
+    ForestOptions,
+    LinearOptions,
+    classifier_options,
+    fit_classifier,
+    predict_proba,
+    save_classifier,
+)
 from sarfuse.mapping.pseudo import rule_labels
 from sarfuse.mapping.selection import Candidate, choose, cross_validate
 from sarfuse.mapping.selftrain import SelfTrainConfig, self_train
@@ -35,15 +47,14 @@ from sarfuse.mapping.splits import PatchKey, Split, load_split, save_split
 from sarfuse.mapping.supervised import SupervisedConfig, supervised_features
 from sarfuse.modelcard import probe_card, write_model_card
 
-DEFAULT_INDICES = ("mean_sar", "ndvi", "ndwi", "dbsi")
-
+__all__ = ["DEFAULT_INDICES", "ProbeConfig", "open_patches", "run_probe"]
 
 FeatureChoice = Literal["auto", "pretrained", "random", "raw", "pretrained+raw", "supervised"]
-ClassifierChoice = Literal["auto", "linear", "rf"]
+ClassifierChoice = Literal["auto", ClassifierName]
 # What "auto" chooses among, in order of preference when cross-validation cannot tell (one
-# labelled patch): raw bands with a random forest first, the remote-sensing user's baseline.
+# labelled patch): raw bands with a random forest first, the remote-sensing user's baseline
+# (the classifiers' order is their auto_rank in CLASSIFIERS).
 AUTO_FEATURES: tuple[FeatureKind, ...] = ("raw", "pretrained", "pretrained+raw")
-AUTO_CLASSIFIERS: tuple[str, ...] = ("rf", "linear")
 
 
 @dataclass
@@ -56,11 +67,12 @@ class ProbeConfig:
     features: FeatureChoice = "auto"
     classifier: ClassifierChoice = "auto"  # auto = chosen by the same cross-validation
     indices: tuple[str, ...] = DEFAULT_INDICES  # spectral indices appended to the features
-    epochs: int = 50  # linear probe epochs (paper)
-    lr: float = 0.01  # linear probe SGD learning rate (paper)
-    momentum: float = 0.9  # linear probe SGD momentum (paper)
-    probe_batch: int = 1  # labelled patches per SGD step
-    n_trees: int = 100  # random forest size
+    # the classifiers' options (defaults and meaning: their entries in CLASSIFIERS)
+    epochs: int = LinearOptions.epochs
+    lr: float = LinearOptions.lr
+    momentum: float = LinearOptions.momentum
+    probe_batch: int = LinearOptions.probe_batch
+    n_trees: int = ForestOptions.n_trees
     n_eval: int | None = None  # fixed held-out evaluation patches (None: all unlabelled ones)
     max_pixels: int = 500_000  # labelled pixels kept for training (uniform sample)
     cv_folds: int = 4  # folds of whole labelled patches for the automatic choice
@@ -85,23 +97,13 @@ class ProbeConfig:
     extra: dict = field(default_factory=dict)
 
 
-def _available_indices(names: tuple[str, ...], sensors: tuple[str, ...]) -> tuple[str, ...]:
-    """Drop indices whose sensor is absent, so S1-only and S2-only data work by default."""
-    from sarfuse.data.indices import required_bands
-
-    return tuple(
-        n for n in names if all(s in sensors for s, b in required_bands((n,)).items() if b)
-    )
-
-
-def open_patches(source, contract: dict, cfg: ProbeConfig) -> PatchDataset:
-    return PatchDataset(
+def open_patches(source, contract: DataContract | dict, cfg: ProbeConfig) -> PatchDataset:
+    """``source`` as ``contract``'s network reads it (or as a probe's metadata stores the
+    contract), in ``cfg``'s patches, with ``cfg``'s indices that the data's sensors allow."""
+    return DataContract.coerce(contract).open_patches(
         source,
         patch_size=cfg.patch_size,
-        s1_bands=tuple(contract["s1_bands"]),
-        s2_bands=tuple(contract["s2_bands"]),
-        normaliser=Normaliser.from_stats(contract["stats"]),
-        indices=_available_indices(cfg.indices, source.sensors),
+        indices=available_indices(cfg.indices, source.sensors),
     )
 
 
@@ -322,8 +324,31 @@ def run_probe(
     )
     if features is None:
         features = PatchFeatures(open_patches(source, contract, cfg), maker)
-    patches = features.patches
-    k = len(scheme.classes)
+    split = _the_split(source, cfg, features.patches, split, labels, progress, out)
+    if cfg.features in TRAINED_ON_SPLIT:  # a network trained on the split's labelled patches only
+        features = _trained_on_split(cfg, features, split, len(scheme.classes), contract)
+    torch.manual_seed(cfg.seed)
+    labelled = _training_pixels(features, split, cfg, source.root)
+    chosen, cv, clf, st_note = _fit(cfg, features, split, labelled, scheme, out)
+    cm, cm_edge = evaluate(clf, features, split.eval, len(scheme.classes), list(chosen.columns))
+    cms = (cm, cm_edge)
+    result = _result(cfg, scheme, features.patches.indices, split, chosen, cv, st_note, cms)
+    result["checkpoint"] = None if checkpoint is None else str(checkpoint)
+    _write_probe(out, source, cfg, clf, contract, chosen, result, cm, checkpoint)
+    return result
+
+
+def _trained_on_split(cfg: ProbeConfig, features, split: Split, k: int, contract) -> PatchFeatures:
+    """Features of a network trained on the split's labelled patches only (the supervised
+    baseline)."""
+    net_cfg = SupervisedConfig(steps=cfg.supervised_steps)
+    return supervised_features(
+        features.patches, split.train, k, contract, cfg.seed, cfg.device, net_cfg
+    )
+
+
+def _the_split(source, cfg: ProbeConfig, patches, split, labels, progress, out: Path) -> Split:
+    """The split given, else the one of ``cfg.split_file``, else a fresh one; saved in ``out``."""
     keys = patch_keys(patches)
     if split is None and cfg.split_file:
         split = load_split(cfg.split_file, keys)
@@ -332,26 +357,39 @@ def run_probe(
         with naming(labels_name(source)):
             split = draw_split(
                 labels, patch_boxes(patches), cfg.labels, cfg.seed, cfg.split_mode,
-                block_spec(cfg), cfg.n_eval, k,
+                block_spec(cfg), cfg.n_eval, len(source.scheme.classes),
             )  # fmt: skip
     save_split(out / "split.json", split, keys, split_info(cfg))
-    if cfg.features in TRAINED_ON_SPLIT:  # a network trained on the split's labelled patches only
-        net_cfg = SupervisedConfig(steps=cfg.supervised_steps)
-        features = supervised_features(
-            patches, split.train, k, contract, cfg.seed, cfg.device, net_cfg
-        )
-    torch.manual_seed(cfg.seed)
+    return split
+
+
+def _training_pixels(features: PatchFeatures, split: Split, cfg: ProbeConfig, root) -> PixelSet:
+    """Every labelled pixel of the training patches, a uniform sample of ``cfg.max_pixels``
+    when there are more."""
     labelled = gather_pixels(features, split.train, None, cfg.seed, labelled=True)
     if len(labelled.y) == 0:
-        raise SarfuseError(source.root, "no labelled pixels to train on (all labels are 255)")
+        raise SarfuseError(root, NO_LABELS)
     if len(labelled.y) > cfg.max_pixels:
         keep = torch.randperm(len(labelled.y), generator=torch.Generator().manual_seed(cfg.seed))
         labelled = PixelSet(*(t[keep[: cfg.max_pixels]] for t in vars(labelled).values()))
+    return labelled
+
+
+def _fit(cfg: ProbeConfig, features, split: Split, labelled: PixelSet, scheme, out: Path):
+    """The chosen candidate, the cross-validation scores, the trained classifier and the
+    self-training note."""
+    k = len(scheme.classes)
     fit = fitter(cfg, k, len(split.train))
     candidates = _candidates(cfg, features.maker.kind, _feature_dims(features))
     chosen, cv = _choose(cfg, candidates, labelled, fit, k)
     clf, st_note = _train(cfg, chosen, labelled, features, split, fit, scheme, out)
-    cm, cm_edge = evaluate(clf, features, split.eval, k, list(chosen.columns))
+    return chosen, cv, clf, st_note
+
+
+def _result(cfg, scheme, indices, split, chosen, cv, st_note, cms) -> dict:
+    """The probe's metrics.json (but the checkpoint): scores and how they were obtained;
+    ``cms`` holds the confusion matrices of all pixels and of those near class edges."""
+    cm, cm_edge = cms
     result = scores(cm, [c.name for c in scheme.classes])
     result.update(
         features=chosen.features,
@@ -364,26 +402,32 @@ def run_probe(
         eval_patches=len(split.eval),
         patch_size=cfg.patch_size,
         seed=cfg.seed,
-        indices=list(patches.indices),
-        checkpoint=None if checkpoint is None else str(checkpoint),
+        indices=list(indices),
     )
+    return result
+
+
+def _write_probe(out, source, cfg, clf, contract, chosen, result, cm, checkpoint) -> None:
+    """PROBE_DIR: the classifier with what mapping needs, model card, metrics, config, plot."""
+    from sarfuse.plots import plot_confusion
+
+    scheme = source.scheme
     meta = {
         "features": chosen.features,
-        "indices": list(patches.indices),
-        "contract": contract,
+        "indices": list(result["indices"]),
+        "contract": contract.to_dict(),
         "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
         "scheme": scheme.to_json(),
         "seed": cfg.seed,
         "probe_loss": getattr(clf, "history", []),  # linear probe: mean loss per epoch
     }
     save_classifier(out / "probe.pt", clf, meta)
-    write_model_card(out, probe_card(source, contract, meta, result, cfg.epochs))
+    options = asdict(classifier_options(chosen.classifier, cfg))
+    training = {"loss": CLASSIFIERS[chosen.classifier].loss, **options}
+    write_model_card(out, probe_card(source, contract, meta, result, training))
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
     atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2))
-    from sarfuse.plots import plot_confusion
-
     plot_confusion(cm.numpy(), [c.name for c in scheme.classes], out / "confusion.png")
-    return result
 
 
 def _edge_scores(cm: torch.Tensor, cm_edge: torch.Tensor) -> dict:

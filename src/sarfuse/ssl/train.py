@@ -12,8 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from sarfuse.contract import make_contract, normaliser_from_contract, superpixels_from_contract
-from sarfuse.data.bands import network_s2_bands
+from sarfuse.contract import DataContract
 from sarfuse.data.dataset import PatchDataset
 from sarfuse.data.layouts import DataSource
 from sarfuse.errors import Interrupted, SarfuseError, warn
@@ -39,20 +38,6 @@ class PretrainResult:
     first_loss: float | None
     last_loss: float | None
     config: PretrainConfig  # as trained: its fusion is resolved, never "auto"
-
-
-def patch_dataset(
-    source: DataSource, contract: dict, patch_size: int | None = None, **kw
-) -> PatchDataset:
-    """Open ``source`` exactly as the network of ``contract`` expects its inputs."""
-    return PatchDataset(
-        source,
-        patch_size=patch_size or contract["patch_size"],
-        s1_bands=tuple(contract["s1_bands"]),
-        s2_bands=tuple(contract["s2_bands"]),
-        normaliser=normaliser_from_contract(contract),
-        **kw,
-    )
 
 
 def pretrain(
@@ -130,10 +115,12 @@ def _pretrain(
     source = resolve_source(data, classes, config.s2_offset, labels=False)
     config = _resolved(config, source.sensors)
     check_combination(config.fusion, config.method)
-    contract = _contract(config, source)
+    contract = DataContract.for_pretraining(source, config)
     module = _module(config, contract)
     if saved is not None:
-        _check_same_run(ckpt, saved["sarfuse"], {**contract, "model": module.model.config})
+        _check_same_run(
+            ckpt, saved["sarfuse"], {**contract.to_dict(), "model": module.model.config}
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     config.to_json(run_dir / "config.json")
     loader = _loader(source, contract, config, saved["global_step"] if saved else 0, progress)
@@ -153,41 +140,28 @@ def _check_run_folder(ckpt: Path, resume: bool) -> bool:
     return resume
 
 
-def _contract(config: PretrainConfig, source: DataSource) -> dict:
-    """The data contract of the network ``config`` trains on ``source``."""
-    return make_contract(
-        source.sensors,
-        config.s1_bands,
-        network_s2_bands(config.s2_bands, source.s2_bands()),
-        config.stats,
-        config.superpixels,
-        config.patch_size,
-        config.fusion,
-        config.method,
-    )
-
-
-def _module(config: PretrainConfig, contract: dict) -> PretrainModule:
+def _module(config: PretrainConfig, contract: DataContract) -> PretrainModule:
     """The training module, its network's initial weights drawn from ``config.seed``; built
     before any data work, so that a fusion that needs a missing sensor fails early."""
     L.seed_everything(config.seed, workers=True, verbose=False)
     return PretrainModule(
         config.__dict__ | {"crops": list(config.crops), "sp_scales": list(config.sp_scales)},
-        s1_channels=len(contract["s1_bands"]),
-        s2_channels=len(contract["s2_bands"]),
-        contract=contract,
+        s1_channels=len(contract.s1_bands),
+        s2_channels=len(contract.s2_bands),
+        contract=contract.to_dict(),
     )
 
 
 def _loader(
-    source: DataSource, contract: dict, config: PretrainConfig, start_step: int, progress: bool
+    source: DataSource,
+    contract: DataContract,
+    config: PretrainConfig,
+    start_step: int,
+    progress: bool,
 ) -> DataLoader:
     """Batches of context crops with their superpixels (computed first, or read from the cache),
     restarting at ``start_step`` of the crop sequence."""
-    segments = superpixels_from_contract(contract)
-    patches = patch_dataset(
-        source, contract, superpixels=segments if len(segments) > 1 else segments[0]
-    )
+    patches = contract.open_patches(source, superpixels=True)
     _check_scene_sizes(patches, config.crop, source.root)
     compute_all(patches, progress=progress)
     crops = CropDataset(patches, context_size(config), config.crops_per_patch, seed=config.seed)
@@ -251,7 +225,11 @@ def _fit(
 
 
 def _finish(
-    trainer: L.Trainer, run_dir: Path, source: DataSource, contract: dict, config: PretrainConfig
+    trainer: L.Trainer,
+    run_dir: Path,
+    source: DataSource,
+    contract: DataContract,
+    config: PretrainConfig,
 ) -> PretrainResult:
     """The loss curve's plot, the model card and the run's result."""
     from sarfuse.modelcard import checkpoint_card, write_model_card
