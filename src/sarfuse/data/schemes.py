@@ -20,6 +20,8 @@ from sarfuse.errors import SarfuseError
 
 IGNORE_INDEX = 255  # the class index of pixels without a (usable) label
 BYTE_MAX = int(np.iinfo(np.uint8).max)  # a byte's largest value: 8-bit colours, opaque alpha
+# no-data codes of the DFC2020 / IGBP label files themselves (raw values, before the lookup)
+DFC_NO_DATA_CODES = (0, 255)
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,7 @@ DFC2020 = ClassScheme(
         (9, "Barren", "#f9ffa4", (PseudoRule("dbsi", above=0.2), PseudoRule("ndvi", below=0.1))),
         (10, "Water", "#1c0dff", WATER_RULES),
     ]),
-    ignore=(0, 255),
+    ignore=DFC_NO_DATA_CODES,
 )  # fmt: skip
 
 # IGBP land-cover codes (SEN12MS / DFC2020 ``lc`` band 1) -> DFC2020 raw values
@@ -275,7 +277,7 @@ IGBP_TO_DFC: dict[int, int] = {
 IGBP = ClassScheme(
     "igbp",
     DFC2020.classes,
-    ignore=(0, 255),
+    ignore=DFC_NO_DATA_CODES,
     lookup={igbp: DFC2020.lookup[dfc] for igbp, dfc in IGBP_TO_DFC.items()},
 )
 
