@@ -13,7 +13,6 @@ import pytest
 from rich.console import Console
 
 from sarfuse.data.layouts import discover
-from sarfuse.data.synth import generate
 from sarfuse.errors import SarfuseError
 from sarfuse.experiment import COLUMNS, model_grid, run_experiment, summarise
 from sarfuse.mapping.features import PatchFeatures
@@ -44,9 +43,9 @@ def _run(data: Path, out: Path, labels: list[int], seeds: list[int]) -> tuple[li
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(synthetic) -> Path:
     """One 256 x 256 DFC2020-style sample: 16 patches of 64 pixels."""
-    return generate(tmp_path_factory.mktemp("exp") / "data", size=256, seed=0, layout="dfc2020")
+    return synthetic(size=256, seed=0)
 
 
 @pytest.fixture(scope="module", autouse=True)
