@@ -7,8 +7,8 @@ from typing import Annotated, get_args
 
 import typer
 
+import sarfuse.cli.options as o
 from sarfuse.cli.app import app, friendly, out
-from sarfuse.cli.options import DataArg, S2OffsetOpt, check_choice, csv_words, data_arg
 from sarfuse.data.synth import Layout
 from sarfuse.ssl.config import PretrainConfig
 
@@ -29,7 +29,7 @@ def synth(
     """Generate a realistic synthetic, georeferenced S1+S2+label dataset."""
     from sarfuse.data.synth import generate
 
-    check_choice("--layout", layout, get_args(Layout))
+    o.check_choice("--layout", layout, get_args(Layout))
     path = generate(out_dir, size=size, seed=seed, layout=layout, clouds=clouds)
     out.print(f"wrote a {size}x{size} synthetic dataset ({layout} layout) to {path}")
 
@@ -37,21 +37,21 @@ def synth(
 @app.command()
 @friendly
 def stats(
-    data: DataArg = None,
+    data: o.DataArg = None,
     out_file: Annotated[Path, typer.Option("--out", help="JSON file to write.")] = Path(
         "stats.json"
     ),
     s2_bands: Annotated[
         str, typer.Option(help="S2 bands to describe (default: every band the data has).")
     ] = "",
-    s2_offset: S2OffsetOpt = None,
+    s2_offset: o.S2OffsetOpt = None,
 ) -> None:
     """Per-band mean and std over a dataset (valid pixels only), for normalisation."""
     from sarfuse.data.normalise import compute_stats, save_stats
     from sarfuse.runtime import resolve_source
 
-    source = resolve_source(data_arg(data), s2_offset=s2_offset, labels=False)
-    bands = csv_words(s2_bands) or source.s2_bands()
+    source = resolve_source(o.data_arg(data), s2_offset=s2_offset, labels=False)
+    bands = o.csv_words(s2_bands) or source.s2_bands()
     result = compute_stats(source, s2_bands=bands or ("B2",))
     save_stats(result, out_file)
     out.print(f"statistics of {len(source.samples)} scenes written to {out_file}")
@@ -60,13 +60,13 @@ def stats(
 @app.command()
 @friendly
 def superpixels(
-    data: DataArg = None,
+    data: o.DataArg = None,
     workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
     patch_size: Annotated[int, typer.Option(help="Patch side in pixels.")] = _PRE.patch_size,
     scale: Annotated[float, typer.Option(help="Felzenszwalb scale.")] = _PRE.sp_scales[0],
     sigma: Annotated[float, typer.Option(help="Felzenszwalb sigma.")] = _PRE.sp_sigma,
     min_size: Annotated[int, typer.Option(help="Felzenszwalb min_size.")] = _PRE.sp_min_size,
-    s2_offset: S2OffsetOpt = None,
+    s2_offset: o.S2OffsetOpt = None,
 ) -> None:
     """Compute (and cache) Felzenszwalb superpixels of every patch, in parallel."""
     from sarfuse.contract import make_contract
@@ -75,7 +75,7 @@ def superpixels(
     from sarfuse.ssl.train import patch_dataset
     from sarfuse.superpixels import SuperpixelParams, compute_all
 
-    source = resolve_source(data_arg(data), s2_offset=s2_offset, labels=False)
+    source = resolve_source(o.data_arg(data), s2_offset=s2_offset, labels=False)
     cfg = PretrainConfig()
     params = SuperpixelParams(scale=scale, sigma=sigma, min_size=min_size)
     contract = make_contract(

@@ -9,85 +9,26 @@ from typing import Annotated, get_args
 
 import typer
 
+import sarfuse.cli.options as o
 from sarfuse.cli.app import app, friendly, out
-from sarfuse.cli.options import (
-    AUTO,
-    BLOCK_SIZE_HELP,
-    BUFFER_HELP,
-    SPLIT_MODE_HELP,
-    ClassesOpt,
-    ConfigOpt,
-    DataArg,
-    DeviceOpt,
-    S2OffsetOpt,
-    check_choice,
-    csv_words,
-    data_arg,
-    field_option,
-    layered,
-    split_modes,
-)
 from sarfuse.errors import SarfuseError
 from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.features import FeatureKind
 from sarfuse.mapping.probe import CLASSIFIERS
-from sarfuse.mapping.workflow import AUTO_FEATURES, ProbeConfig
+from sarfuse.mapping.workflow import ProbeConfig
 
-Q, M = ProbeConfig, MapConfig
-FEATURE_CHOICES = (AUTO, *get_args(FeatureKind))
-CLASSIFIER_CHOICES = (AUTO, *CLASSIFIERS)
-FEATURES_HELP = (
-    f"{AUTO} (chosen by cross-validation over the labelled patches among "
-    f"{', '.join(AUTO_FEATURES)}) | {' | '.join(get_args(FeatureKind))} (supervised: a network "
-    "trained from scratch on the labelled patches only)"
-)
+FEATURE_CHOICES = (o.AUTO, *get_args(FeatureKind))
+CLASSIFIER_CHOICES = (o.AUTO, *CLASSIFIERS)
+PROBE = o.field_options(
+    ProbeConfig,
+    choices={"features": FEATURE_CHOICES, "classifier": CLASSIFIER_CHOICES,
+             "split_mode": o.split_modes()},
+    flags={"self_train": ("--self-train/--no-self-train",), "split_file": ("--split",)},
+)  # fmt: skip
+MAP = o.field_options(MapConfig)
 
 Checkpoint = Annotated[Path | None, typer.Option(help="Pretraining checkpoint (RUN/last.ckpt).")]
-Labels = Annotated[int | None, field_option(Q, "labels", "Number of labelled patches.")]
 ProbeOut = Annotated[Path, typer.Option("--out", help="Probe folder.")]
-PatchSize = Annotated[
-    int | None, field_option(Q, "patch_size", "Patch side; N counts these patches.")
-]
-Features = Annotated[str | None, field_option(Q, "features", FEATURES_HELP)]
-Classifier = Annotated[
-    str | None,
-    field_option(
-        Q, "classifier", f"{AUTO} (by the same cross-validation) | {' | '.join(CLASSIFIERS)}"
-    ),
-]
-SelfTrain = Annotated[
-    bool | None,
-    field_option(
-        Q,
-        "self_train",
-        "Pseudo labels from the scheme's index rules, then self-training on unlabelled "
-        "patches (never the evaluation patches).",
-        "--self-train/--no-self-train",
-    ),
-]
-Indices = Annotated[
-    str | None, field_option(Q, "indices", "Spectral indices appended to the features.")
-]
-Epochs = Annotated[int | None, field_option(Q, "epochs", "Linear probe epochs.")]
-SupervisedSteps = Annotated[
-    int | None,
-    field_option(Q, "supervised_steps", "Steps of the --features supervised network."),
-]
-Seed = Annotated[int | None, field_option(Q, "seed", "Seed of the split and the classifier.")]
-NEval = Annotated[int | None, field_option(Q, "n_eval", "Fixed number of evaluation patches.")]
-SplitModeOpt = Annotated[str | None, field_option(Q, "split_mode", SPLIT_MODE_HELP)]
-BlockSize = Annotated[int | None, field_option(Q, "block_size", BLOCK_SIZE_HELP)]
-Buffer = Annotated[int | None, field_option(Q, "buffer", BUFFER_HELP)]
-SplitFile = Annotated[
-    str | None,
-    field_option(
-        Q,
-        "split_file",
-        "Reuse a saved split (PROBE_DIR/split.json of another run, e.g. of other features): the "
-        "same patches, matched by file and window.",
-        "--split",
-    ),
-]
 ProbeDir = Annotated[Path, typer.Option("--probe", help="Folder written by `sarfuse probe`.")]
 S1Scene = Annotated[
     Path | None, typer.Option(help="Sentinel-1 scene (VV, VH): a GeoTIFF or a STAC item JSON.")
@@ -99,19 +40,6 @@ S2Scene = Annotated[
     ),
 ]
 MapCheckpoint = Annotated[Path | None, typer.Option(help="Checkpoint (default: the probe's).")]
-Tile = Annotated[int | None, field_option(M, "tile", "Tile side in pixels.")]
-Overlap = Annotated[int | None, field_option(M, "overlap", "Overlap of neighbouring tiles.")]
-Probabilities = Annotated[
-    bool | None,
-    field_option(M, "probabilities", "Also write class probabilities (float32, a band per class)."),
-]
-Cog = Annotated[
-    bool | None, field_option(M, "cog", "Write Cloud Optimized GeoTIFFs with overviews.")
-]
-BatchTiles = Annotated[
-    int | None,
-    field_option(M, "batch_tiles", "Tiles per forward pass (more suits a GPU; memory grows)."),
-]
 
 
 def probe_config(options: dict) -> ProbeConfig:
@@ -120,11 +48,10 @@ def probe_config(options: dict) -> ProbeConfig:
     from sarfuse.mapping.features import NEEDS_CHECKPOINT
     from sarfuse.runtime import torch_device
 
-    options = {**options, "indices": csv_words(options["indices"])}
-    cfg = layered(replace(ProbeConfig(), device=AUTO), options["config"], options)
-    check_choice("--features", cfg.features, FEATURE_CHOICES)
-    check_choice("--classifier", cfg.classifier, CLASSIFIER_CHOICES)
-    check_choice("--split-mode", cfg.split_mode, split_modes())
+    cfg = o.layered(replace(ProbeConfig(), device=o.AUTO), options["config"], options)
+    o.check_choice("--features", cfg.features, FEATURE_CHOICES)
+    o.check_choice("--classifier", cfg.classifier, CLASSIFIER_CHOICES)
+    o.check_choice("--split-mode", cfg.split_mode, o.split_modes())
     if cfg.features in NEEDS_CHECKPOINT and options["checkpoint"] is None:
         flag = f"--features {cfg.features}"
         raise SarfuseError(None, f"{flag} needs --checkpoint (or use --features raw)")
@@ -133,28 +60,20 @@ def probe_config(options: dict) -> ProbeConfig:
 
 @app.command()
 @friendly
+@o.takes(
+    PROBE,
+    "labels patch_size features classifier self_train indices epochs supervised_steps seed "
+    "n_eval split_mode block_size buffer split_file",
+)
 def probe(
-    data: DataArg = None,
+    data: o.DataArg = None,
     checkpoint: Checkpoint = None,
-    labels: Labels = None,
     out_dir: ProbeOut = Path("runs/probe"),
-    config: ConfigOpt = None,
-    patch_size: PatchSize = None,
-    features: Features = None,
-    classifier: Classifier = None,
-    self_train: SelfTrain = None,
-    indices: Indices = None,
-    epochs: Epochs = None,
-    supervised_steps: SupervisedSteps = None,
-    seed: Seed = None,
-    n_eval: NEval = None,
-    classes: ClassesOpt = None,
-    split_mode: SplitModeOpt = None,
-    block_size: BlockSize = None,
-    buffer: Buffer = None,
-    split_file: SplitFile = None,
-    device: DeviceOpt = None,
-    s2_offset: S2OffsetOpt = None,
+    config: o.ConfigOpt = None,
+    classes: o.ClassesOpt = None,
+    device: o.DeviceOpt = None,
+    s2_offset: o.S2OffsetOpt = None,
+    **fields,
 ) -> None:
     """Train a linear (or random-forest) classifier on few labelled patches and evaluate it.
 
@@ -164,8 +83,8 @@ def probe(
     from sarfuse.mapping.workflow import run_probe
     from sarfuse.runtime import resolve_source
 
-    cfg = probe_config(dict(locals()))
-    source = resolve_source(data_arg(data), classes, cfg.s2_offset)
+    cfg = probe_config({**locals(), **fields})
+    source = resolve_source(o.data_arg(data), classes, cfg.s2_offset)
     with output_lock(out_dir):
         result = run_probe(source, out_dir, cfg, checkpoint)
     out.print(format_table(result))
@@ -179,20 +98,17 @@ def map_config_file(map_file: Path) -> Path:
 
 @app.command("map")
 @friendly
+@o.takes(MAP, "tile overlap probabilities cog batch_tiles")
 def map_cmd(
     probe_dir: ProbeDir,
     out_file: Annotated[Path, typer.Option("--out", help="Output GeoTIFF.")],
     s1: S1Scene = None,
     s2: S2Scene = None,
     checkpoint: MapCheckpoint = None,
-    config: ConfigOpt = None,
-    tile: Tile = None,
-    overlap: Overlap = None,
-    probabilities: Probabilities = None,
-    cog: Cog = None,
-    batch_tiles: BatchTiles = None,
-    device: DeviceOpt = None,
-    s2_offset: S2OffsetOpt = None,
+    config: o.ConfigOpt = None,
+    device: o.DeviceOpt = None,
+    s2_offset: o.S2OffsetOpt = None,
+    **fields,
 ) -> None:
     """Map a whole scene of any size to a coloured, georeferenced GeoTIFF (and a PNG).
 
@@ -202,10 +118,10 @@ def map_cmd(
     from sarfuse.runconfig import save_config
     from sarfuse.runtime import torch_device
 
-    cfg = layered(MapConfig(), config, dict(locals()))
+    cfg = o.layered(MapConfig(), config, fields)
     result = map_files(
         probe_dir, out_file, s1=s1, s2=s2, checkpoint=checkpoint, tile=cfg.tile,
-        overlap=cfg.overlap, probabilities=cfg.probabilities, device=torch_device(device or AUTO),
+        overlap=cfg.overlap, probabilities=cfg.probabilities, device=torch_device(device or o.AUTO),
         cog=cfg.cog, s2_offset=s2_offset, batch_tiles=cfg.batch_tiles,
     )  # fmt: skip
     save_config(cfg, map_config_file(out_file))
@@ -252,14 +168,14 @@ def map_many_cmd(
     overlap: Annotated[
         int, typer.Option(help="Overlap of neighbouring tiles.")
     ] = MapConfig.overlap,
-    device: DeviceOpt = None,
+    device: o.DeviceOpt = None,
 ) -> None:
     """Map many scenes with one probe: over --workers processes, and machines with --shard."""
     from sarfuse.mapping.many import map_many, parse_shard, scene_list
     from sarfuse.runtime import torch_device
 
     todo = scene_list(scenes, parse_shard(shard))
-    options = {"tile": tile, "overlap": overlap, "device": torch_device(device or AUTO)}
+    options = {"tile": tile, "overlap": overlap, "device": torch_device(device or o.AUTO)}
     for done, (sample, result) in enumerate(map_many(probe_dir, todo, out_dir, workers,
                                                      **options), 1):  # fmt: skip
         state = "exists, skipped" if result is None else f"{result['tiles']} tiles"

@@ -7,8 +7,14 @@ default. Choices come from the registries and Literal types, never from a list t
 
 from __future__ import annotations
 
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any, TypeVar, get_args
 
 import typer
@@ -27,9 +33,8 @@ def shown(value: Any) -> str:
     return str(value)
 
 
-def field_option(cls: type, name: str, help: str, *decls: str) -> Any:
-    """A typer option for field ``name`` of ``cls``, showing the dataclass's default."""
-    default = field_default(cls, name)
+def field_option(default: Any, help: str, *decls: str) -> Any:
+    """A typer option for a config field whose default is ``default`` (shown in its help)."""
     return typer.Option(*decls, help=help + default_note(default), show_default=False)
 
 
@@ -38,6 +43,99 @@ def default_note(default: Any) -> str:
     from rich.markup import escape
 
     return "" if default is None else escape(f" [default: {shown(default)}]")
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """The comment of each field of dataclass ``cls`` (the lines above it and the one beside
+    it, or beside the closing bracket of a default written over several lines)."""
+    names = {f.name for f in fields(cls)}
+    notes: dict[str, list[str]] = {}
+    above: list[str] = []
+    last = None
+    for line in inspect.getsource(cls).splitlines()[1:]:
+        code, _, comment = line.partition("  # ")
+        field = re.match(r"    (\w+): ", code)
+        if re.match(r"    # ", line):
+            above.append(line.strip()[2:])
+        elif field and field.group(1) in names:
+            last = field.group(1)
+            notes[last] = [*above, comment] if comment else above
+            above = []
+        elif comment and last is not None and not notes[last]:
+            notes[last] = [comment]
+    return {k: " ".join(v) for k, v in notes.items() if v}
+
+
+def field_options(
+    cls: type, choices: dict | None = None, flags: dict | None = None, defaults: Any = None
+) -> SimpleNamespace:
+    """``.field = Annotated[type | None, typer.Option]`` for every field of ``cls`` that a CLI
+    can take: help from the field's comment (+ its ``choices``), the default from the class (or
+    the instance ``defaults``), the flag ``--field-name`` unless ``flags`` names another."""
+    choices, flags = choices or {}, flags or {}
+    comments, hints = field_comments(cls), typing.get_type_hints(cls)
+    made = {}
+    for name, hint in hints.items():
+        kind = option_type(hint)
+        if kind is None:
+            continue
+        text = comments.get(name, name.replace("_", " "))
+        text = text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+        if name in choices:
+            text += f" One of: {' | '.join(choices[name])}."
+        default = field_default(cls, name) if defaults is None else getattr(defaults, name)
+        made[name] = Annotated[kind | None, field_option(default, text, *flags.get(name, ()))]
+    return SimpleNamespace(**made)
+
+
+def takes(spec: SimpleNamespace, names: str) -> Callable:
+    """Decorator: the command also takes the field options of ``spec`` named in ``names``
+    (space-separated), after its own parameters; their values arrive in its ``**fields``."""
+
+    def add(fn: Callable) -> Callable:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        kind = inspect.Parameter.KEYWORD_ONLY
+        extra = [inspect.Parameter(n, kind, default=None, annotation=getattr(spec, n))
+                 for n in names.split()]  # fmt: skip
+        fn.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        return fn
+
+    return add
+
+
+def option_type(hint: Any) -> type | None:
+    """What a command line gives for a field of type ``hint``: the type itself for a number or
+    a flag, text for names and lists (comma-separated); None for nested configs."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return option_type(args[0])
+    if hint in (int, float, bool):
+        return hint
+    if hint is str or origin in (typing.Literal, tuple, typing.Union, types.UnionType):
+        return str
+    return None
+
+
+def from_text(value: Any, hint: Any, flag: str) -> Any:
+    """An option's value as field type ``hint``: comma lists become tuples (of ints where the
+    field holds ints), a number where a field takes a number or a word (``--devices``)."""
+    if not isinstance(value, str):
+        return value
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and int in args and value.isdigit():
+        return int(value)
+    if origin is not tuple:
+        return value
+    words = csv_words(value) or ()
+    if args[0] is not int:
+        return words
+    try:
+        return tuple(int(w) for w in words)
+    except ValueError:
+        problem = f"{flag} must be comma-separated integers, got {value!r}"
+        raise SarfuseError(None, problem) from None
 
 
 def choices_text(choices: tuple[str, ...] | list[str]) -> str:
@@ -56,13 +154,6 @@ def csv_words(text: str | None) -> tuple[str, ...] | None:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
-def csv_ints(text: str | None, what: str) -> tuple[int, ...] | None:
-    try:
-        return None if text is None else tuple(int(x) for x in csv_words(text) or ())
-    except ValueError:
-        raise SarfuseError(None, f"{what} must be comma-separated integers, got {text!r}") from None
-
-
 def data_arg(data: list[Path] | None):
     """One path as itself, several as a list, none as None (the demo data)."""
     if not data:
@@ -71,9 +162,13 @@ def data_arg(data: list[Path] | None):
 
 
 def given(cls: type, options: dict) -> dict:
-    """The options that were given (not None) and name a field of ``cls``."""
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in options.items() if k in names and v is not None}
+    """The options that were given (not None) and name a field of ``cls``, as field values."""
+    hints = typing.get_type_hints(cls)
+    return {
+        k: from_text(v, hints[k], "--" + k.replace("_", "-"))
+        for k, v in options.items()
+        if k in hints and v is not None
+    }
 
 
 def layered(base: C, config: Path | None, options: dict) -> C:
@@ -118,14 +213,3 @@ S2OffsetOpt = Annotated[
         "without correction. Default 0. .SAFE products and STAC items use their own metadata.",
     ),
 ]
-S2_BANDS_HELP = (
-    "S2 bands fed to the network: 'all' (every band the data has but the cirrus band B10) or a "
-    "list, e.g. the paper's B2,B3,B4,B8."
-)
-SPLIT_MODE_HELP = (
-    "random (evaluation patches anywhere else) | blocks (training and evaluation patches in "
-    "separate blocks of the scene, a buffer apart: neighbouring patches share context, which "
-    "flatters a random split)"
-)
-BLOCK_SIZE_HELP = "blocks: block side in pixels (default: 4 patches)."
-BUFFER_HELP = "blocks: pixels kept free between training and evaluation (default: 1 patch)."
