@@ -24,7 +24,6 @@ from sarfuse.mapping.scene import map_files
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
 from sarfuse.runtime import torch_device
 from sarfuse.ssl.config import PretrainConfig
-from sarfuse.ssl.train import changed_settings, pretrain
 
 DEMO_STEPS = 150  # pretraining steps of the demo (about two minutes on 2 CPU cores)
 # the paper's protocol, the same for both rows: a linear probe on the features alone, with ten
@@ -35,6 +34,7 @@ DEMO_MAP = MapConfig(tile=256, overlap=32)  # smaller tiles than the default: a 
 
 def _reusable(run_dir: Path, cfg: PretrainConfig, say) -> bool:
     """The demo's own finished pretraining, if trained as asked; else it is cleared to redo."""
+    from sarfuse.ssl.train import changed_settings
     try:
         changed = changed_settings(run_dir, cfg)
     except SarfuseError as err:  # unreadable settings: as good as changed
@@ -83,6 +83,7 @@ def run_demo(
 
 def _pretrain(data: Path, run_dir: Path, cfg: PretrainConfig, say) -> Path:
     """Step 2: pretrain (or reuse the demo's own finished pretraining); its checkpoint."""
+    from sarfuse.ssl.train import pretrain  # Lightning: only when training
     if (run_dir / "done").exists() and _reusable(run_dir, cfg, say):
         say(f"[bold]2/4[/] reusing the pretrained network in {run_dir}")
     else:

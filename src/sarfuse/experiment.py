@@ -31,7 +31,6 @@ from sarfuse.models.fusion import FUSIONS
 from sarfuse.runtime import resolve_source
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.methods import valid_combinations
-from sarfuse.ssl.train import check_reusable, pretrain
 
 COLUMNS = ("method", "fusion", "n_labels", "seed", "OA", "AA", "kappa", "mIoU")
 
@@ -121,6 +120,8 @@ def run_experiment(
 def _pretrain_grid(data, out: Path, grid, pretrain_config: PretrainConfig, say) -> dict:
     """Pretrain each (fusion, method) of the grid once (a finished run is reused when it was
     trained with the same settings); returns their checkpoints."""
+    from sarfuse.ssl.train import check_reusable, pretrain  # Lightning: only when training
+
     checkpoints: dict[tuple[str, str], Path] = {}
     for fusion, method in grid:
         run_dir = out / "pretrain" / f"{fusion}-{method}"
