@@ -35,6 +35,7 @@ DEMO_MAP = MapConfig(tile=256, overlap=32)  # smaller tiles than the default: a 
 def _reusable(run_dir: Path, cfg: PretrainConfig, say) -> bool:
     """The demo's own finished pretraining, if trained as asked; else it is cleared to redo."""
     from sarfuse.ssl.train import changed_settings
+
     try:
         changed = changed_settings(run_dir, cfg)
     except SarfuseError as err:  # unreadable settings: as good as changed
@@ -84,6 +85,7 @@ def run_demo(
 def _pretrain(data: Path, run_dir: Path, cfg: PretrainConfig, say) -> Path:
     """Step 2: pretrain (or reuse the demo's own finished pretraining); its checkpoint."""
     from sarfuse.ssl.train import pretrain  # Lightning: only when training
+
     if (run_dir / "done").exists() and _reusable(run_dir, cfg, say):
         say(f"[bold]2/4[/] reusing the pretrained network in {run_dir}")
     else:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, get_args
@@ -12,6 +13,7 @@ import typer
 import sarfuse.cli.options as o
 from sarfuse.cli.app import app, friendly, out
 from sarfuse.errors import SarfuseError
+from sarfuse.export import export_onnx
 from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.features import FeatureKind
 from sarfuse.mapping.probe import CLASSIFIERS
@@ -26,6 +28,7 @@ PROBE = o.field_options(
     flags={"self_train": ("--self-train/--no-self-train",), "split_file": ("--split",)},
 )  # fmt: skip
 MAP = o.field_options(MapConfig)
+_EXPORT = inspect.signature(export_onnx).parameters  # its tile and overlap defaults
 
 Checkpoint = Annotated[Path | None, typer.Option(help="Pretraining checkpoint (RUN/last.ckpt).")]
 ProbeOut = Annotated[Path, typer.Option("--out", help="Probe folder.")]
@@ -139,12 +142,12 @@ def export(
     checkpoint: MapCheckpoint = None,
     tile: Annotated[
         int, typer.Option(help="Input tile side in pixels (fixed in the graph).")
-    ] = 256,
-    overlap: Annotated[int, typer.Option(help="Suggested overlap of tiles, in pixels.")] = 32,
+    ] = _EXPORT["tile"].default,
+    overlap: Annotated[int, typer.Option(help="Suggested overlap of tiles, in pixels.")] = _EXPORT[
+        "overlap"
+    ].default,
 ) -> None:
     """Export network + normalisation + linear probe as one ONNX graph (QGIS Deepness ready)."""
-    from sarfuse.export import export_onnx
-
     result = export_onnx(probe_dir, out_file, checkpoint, tile=tile, overlap=overlap)
     out.print(
         f"model: {result['path']}\ninput 'bands' (1, {len(result['inputs'])}, {tile}, {tile}): "
