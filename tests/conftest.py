@@ -37,6 +37,25 @@ def synthetic(tmp_path_factory) -> Callable[..., Path]:
     return make
 
 
+@pytest.fixture
+def file_error(tmp_path) -> Callable[..., str]:
+    """``file_error(load, name, text)``: the problem ``load`` reports for a file ``name`` holding
+    ``text`` (no file for None), checked to be one line that starts with the file's path."""
+    from sarfuse.errors import SarfuseError
+
+    def run(load: Callable, name: str, text: str | None) -> str:
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(SarfuseError) as err:
+            load(path)
+        line = str(err.value)
+        assert line.startswith(f"{path}: ") and "\n" not in line, line
+        return line.removeprefix(f"{path}: ")
+
+    return run
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     """Keep superpixel caches and demo data of tests out of the user's home (session-wide, so

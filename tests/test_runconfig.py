@@ -64,12 +64,8 @@ def test_a_file_sets_only_its_keys(tmp_path: Path) -> None:
         ("width: [\n", ["not valid YAML"]),
     ],
 )
-def test_bad_files_are_one_line_naming_the_file_and_key(tmp_path, text, fragments) -> None:
-    path = _write(tmp_path / "bad.yaml", text)
-    with pytest.raises(SarfuseError) as err:
-        load_config(path, PretrainConfig())
-    line = str(err.value)
-    assert line.startswith(f"{path}: ") and "\n" not in line
+def test_bad_files_are_one_line_naming_the_file_and_key(file_error, text, fragments) -> None:
+    line = file_error(lambda path: load_config(path, PretrainConfig()), "bad.yaml", text)
     for fragment in fragments:
         assert fragment in line
 

@@ -31,17 +31,17 @@ def data(synthetic) -> Path:
 
 
 @pytest.fixture(scope="module")
-def source(data: Path) -> DataSource:
-    return discover(data)
-
-
-@pytest.fixture(scope="module")
 def checkpoint(data: Path, tmp_path_factory) -> Path:
     """A tiny intermediate-fusion network (feature size 8) pretrained for two steps."""
     root = tmp_path_factory.mktemp("probe-run")
     with pytest.MonkeyPatch.context() as mp:  # module fixtures run outside the autouse cache one
         mp.setenv("SARFUSE_CACHE", str(root / "cache"))
         return pretrain(data, root / "run", TINY, progress=False).checkpoint
+
+
+@pytest.fixture(scope="module")
+def source(data: Path) -> DataSource:
+    return discover(data)
 
 
 @pytest.fixture(scope="module")
