@@ -53,7 +53,8 @@ def show_map(probe: Path, out: Path) -> dict:
     from rio_cogeo.cogeo import cog_validate
 
     sample = discover(CHIP).samples[0]
-    result = map_files(probe, out / "map.tif", s1=sample.s1, s2=sample.s2, probabilities=True,
+    tiles = MapConfig(probabilities=True)
+    result = map_files(probe, out / "map.tif", s1=sample.s1, s2=sample.s2, config=tiles,
                        progress=False, label=sample.label)  # fmt: skip
     facts = {}
     for key in ("path", "probabilities"):

@@ -27,6 +27,7 @@ from bench_pretrain import bench_config, bench_step, matmul_rates
 from bench_superpixels import bench_superpixels
 
 import sarfuse  # noqa: F401  (first: its OpenMP setting must precede torch, as in the CLI)
+from sarfuse.mapping.config import MapConfig
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -181,7 +182,7 @@ def map_flops_per_pixel(probe: str, device: str, side: int = 256) -> float:
 def map_figures(device: str, scale: Scale, workdir: Path, full_tile: bool) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     probe = in_fresh_process(_build_default_probe, str(workdir), device)
-    args = SimpleNamespace(tile=512, overlap=64, device=device)
+    args = SimpleNamespace(tile=MapConfig.tile, overlap=MapConfig.overlap, device=device)
     small, big = scale.map_small, scale.map_big
     rows = {size: measure(workdir, probe, size, args) for size in (small, big)}
     rate = rows[big]["pixels"] / rows[big]["seconds"]  # px/s on the big scene

@@ -1,7 +1,9 @@
-"""Shared fixtures: paths to the real Sentinel samples in ../shared/data (skipped when absent)."""
+"""Shared fixtures: paths to the real Sentinel samples in ../shared/data (skipped when absent),
+and synthetic datasets generated once per session."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,44 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real Sentinel samples not found at {SHARED_DATA} (only in the dev workspace)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory) -> Callable[..., Path]:
+    """``synthetic(size=256, seed=0, layout="dfc2020")``: a generated S1 + S2 + label dataset,
+    made once per session and shared by every test that asks for the same one. Read it only:
+    copy it (``shutil.copytree``) before changing anything in it."""
+    from sarfuse.data.synth import generate
+
+    made: dict[tuple, Path] = {}
+
+    def make(size: int = 256, seed: int = 0, layout: str = "dfc2020") -> Path:
+        key = (size, seed, layout)
+        if key not in made:
+            folder = tmp_path_factory.mktemp(f"synth-{layout}-{size}-s{seed}")
+            made[key] = generate(folder / "data", size=size, seed=seed, layout=layout)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture
+def file_error(tmp_path) -> Callable[..., str]:
+    """``file_error(load, name, text)``: the problem ``load`` reports for a file ``name`` holding
+    ``text`` (no file for None), checked to be one line that starts with the file's path."""
+    from sarfuse.errors import SarfuseError
+
+    def run(load: Callable, name: str, text: str | None) -> str:
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(SarfuseError) as err:
+            load(path)
+        line = str(err.value)
+        assert line.startswith(f"{path}: ") and "\n" not in line, line
+        return line.removeprefix(f"{path}: ")
+
+    return run
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,14 @@ from typer.testing import CliRunner, Result
 
 from sarfuse import __version__
 from sarfuse.cli import app
+from sarfuse.cli.workflows import ROUTES
 from sarfuse.data.layouts import discover
-from sarfuse.data.synth import generate
+from sarfuse.experiment import ExperimentConfig
+from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.tiling import tile_windows
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
+from sarfuse.runconfig import field_default, load_config
+from sarfuse.runtime import torch_device
 from sarfuse.ssl.config import PretrainConfig
 
 COMMANDS = dict(get_command(app).commands)
@@ -39,17 +44,21 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(synthetic) -> Path:
     """A 512 x 512 synthetic scene in the DFC2020 layout: 4 samples of 256 x 256 (S1, S2, dfc)."""
-    return generate(tmp_path_factory.mktemp("cli") / "data", size=512, seed=0, layout="dfc2020")
+    return synthetic(size=512)
 
 
 @pytest.fixture(scope="module")
-def pretrain_run(tmp_path_factory) -> tuple[Path, Result]:
-    """``sarfuse pretrain`` of a tiny network for two steps (on a smaller scene than ``data``,
-    with the same sensors and bands)."""
+def small(synthetic) -> Path:
+    """A smaller scene than ``data``, with the same sensors and bands."""
+    return synthetic(size=256, seed=1)
+
+
+@pytest.fixture(scope="module")
+def pretrain_run(small: Path, tmp_path_factory) -> tuple[Path, Result]:
+    """``sarfuse pretrain`` of a tiny network for two steps on ``small``."""
     root = tmp_path_factory.mktemp("cli-run")
-    small = generate(root / "data", size=256, seed=1, layout="dfc2020")
     with pytest.MonkeyPatch.context() as mp:  # module fixtures run outside the autouse cache one
         mp.setenv("SARFUSE_CACHE", str(root / "cache"))
         result = invoke("pretrain", small, "--out", root / "run", *TINY_PRETRAIN)
@@ -220,10 +229,10 @@ def test_pretrain_writes_a_run(pretrain_run: tuple[Path, Result]) -> None:
     assert logging.getLogger("lightning.pytorch").level == logging.WARNING
 
 
-def test_pretrain_refuses_to_overwrite_a_run(pretrain_run: tuple[Path, Result]) -> None:
+def test_pretrain_refuses_to_overwrite_a_run(pretrain_run: tuple[Path, Result], small) -> None:
     run, _ = pretrain_run
     stamp = (run / "last.ckpt").stat().st_mtime_ns
-    result = invoke("pretrain", run.parent / "data", "--out", run, *TINY_PRETRAIN)
+    result = invoke("pretrain", small, "--out", run, *TINY_PRETRAIN)
     assert_one_error(result, "last.ckpt", "--resume")
     assert (run / "last.ckpt").stat().st_mtime_ns == stamp
 
@@ -232,9 +241,9 @@ def test_pretrain_refuses_to_overwrite_a_run(pretrain_run: tuple[Path, Result]) 
     ("option", "expected"),
     [((), "all but B10"), (("--s2-bands", "B2,B3,B4,B8"), ["B2", "B3", "B4", "B8"])],
 )
-def test_pretrain_s2_bands(pretrain_run: tuple[Path, Result], tmp_path: Path, option, expected):
+def test_pretrain_s2_bands(small: Path, tmp_path: Path, option, expected):
     """By default the network sees every S2 band of the data but the cirrus band B10."""
-    data = pretrain_run[0].parent / "data"
+    data = small
     result = invoke("pretrain", data, "--out", tmp_path / "run", *option, *TINY_PRETRAIN)
     assert result.exit_code == 0, (result.output, result.exception)
     bands = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)["sarfuse"]["s2_bands"]
@@ -245,10 +254,10 @@ def test_pretrain_s2_bands(pretrain_run: tuple[Path, Result], tmp_path: Path, op
 
 
 def test_pretrain_without_fusion_on_s2_only_data_uses_early_fusion(
-    pretrain_run: tuple[Path, Result], tmp_path: Path
+    small: Path, tmp_path: Path
 ) -> None:
     """--fusion defaults to auto: S2-only data no longer stops at intermediate fusion."""
-    data = pretrain_run[0].parent / "data"
+    data = small
     s2 = next(data.glob("s2_*/*.tif"))
     (tmp_path / "only_s2.csv").write_text(f"s1,s2\n,{s2}\n")
     result = invoke("pretrain", tmp_path / "only_s2.csv", "--out", tmp_path / "run", *TINY_PRETRAIN)
@@ -302,6 +311,8 @@ def test_map_writes_a_geotiff(data: Path, pretrained_probe: Path, tmp_path: Path
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
         assert dst.dtypes[0] == "uint8"
     assert out.with_suffix(".png").is_file()
+    saved = load_config(out.with_name("map.config.yaml"), MapConfig())  # beside the map
+    assert saved == MapConfig(tile=128, overlap=16)
 
 
 def test_export_writes_an_onnx_model(pretrained_probe: Path, tmp_path: Path) -> None:
@@ -562,15 +573,147 @@ def test_demo_announces_files_that_exist(tmp_path: Path, monkeypatch) -> None:
 def test_experiment_passes_its_band_choice_on(tmp_path: Path, monkeypatch) -> None:
     seen = {}
 
-    def fake_run(data, out, labels, fusions, methods, seeds, pretrain_config, probe_config, **kw):
-        seen.update(bands=pretrain_config.s2_bands, labels=labels, seeds=seeds)
+    def fake_run(data, out, cfg, **kw):
+        seen.update(bands=cfg.pretrain.s2_bands, labels=cfg.labels, seeds=cfg.seeds)
         (Path(out) / "summary.md").parent.mkdir(parents=True, exist_ok=True)
         (Path(out) / "summary.md").write_text("| table |\n")
         return []
 
-    monkeypatch.setattr("sarfuse.experiment.run_experiment", fake_run)
+    monkeypatch.setattr("sarfuse.experiment.run_experiment_config", fake_run)
     args = ("--labels", "10,50", "--seeds", "0", "--out", tmp_path / "exp")
     assert invoke("experiment", *args).exit_code == 0
-    assert seen == {"bands": ("all",), "labels": [10, 50], "seeds": [0]}
+    assert seen == {"bands": ("all",), "labels": (10, 50), "seeds": (0,)}
     assert invoke("experiment", *args, "--s2-bands", "B2,B3,B4,B8").exit_code == 0
     assert seen["bands"] == ("B2", "B3", "B4", "B8")
+
+
+# --- defaults and config files ----------------------------------------------------------------
+
+# the config each command fills; an experiment's ROUTES options fill its pretrain / probe part
+CONFIGS = {"pretrain": PretrainConfig, "probe": ProbeConfig, "map": MapConfig,
+           "experiment": ExperimentConfig}  # fmt: skip
+# the command, what it calls with its config, and how to find the config in that call
+CALLS = {
+    "pretrain": ("sarfuse.ssl.train.pretrain", lambda a, kw: a[2]),
+    "probe": ("sarfuse.mapping.workflow.run_probe", lambda a, kw: a[2]),
+    "experiment": ("sarfuse.experiment.run_experiment_config", lambda a, kw: a[2]),
+    "map": ("sarfuse.mapping.scene.map_files", lambda a, kw: MapConfig(**{
+        f.name: kw[f.name] for f in fields(MapConfig)})),
+}  # fmt: skip
+
+
+class _Called(Exception):
+    """Raised by a stand-in for the library: the command got as far as calling it."""
+
+
+def ran_with(monkeypatch, name: str, *args: object) -> object:
+    """The config ``sarfuse NAME ARGS`` hands the library (which is not run)."""
+    target, pick = CALLS[name]
+    seen = []
+
+    def stand_in(*a, **kw):
+        seen.append(pick(a, kw))
+        raise _Called
+
+    monkeypatch.setattr(target, stand_in)
+    result = invoke(name, *args)
+    assert seen, (result.output, result.exception)
+    return seen[0]
+
+
+def field_of(name: str, option: str) -> tuple[type, str] | None:
+    """The dataclass and field a command's option sets, if any (the test's own mapping)."""
+    cls = CONFIGS[name]
+    part = ROUTES.get(option) if name == "experiment" else None
+    if part is not None:
+        cls = type(getattr(ExperimentConfig(), part))
+    names = {f.name for f in fields(cls)}
+    return (cls, option) if option in names else None
+
+
+def as_typed(value: object) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_help_shows_the_defaults_of_the_dataclass(name: str) -> None:
+    """Every option that sets a config field defaults to None (so that a --config file is not
+    overridden by it) and its help shows the field's default, read from the dataclass."""
+    mapped = 0
+    for param in COMMANDS[name].params:
+        found = field_of(name, param.name)
+        if found is None or param.name == "device":  # --device: auto, resolved at run time
+            continue
+        mapped += 1
+        default = field_default(*found)
+        if name == "experiment" and param.name == "steps":
+            default = ExperimentConfig().pretrain.steps
+        assert param.default is None, param.name
+        note = "" if default is None else f"[default: {as_typed(default)}]"
+        assert param.help.replace("\\", "").endswith(note), (param.name, param.help, note)
+    assert mapped >= {"pretrain": 20, "probe": 15, "map": 5, "experiment": 10}[name]
+    wide = CliRunner().invoke(app, ["pretrain", "--help"], env={"COLUMNS": "300"})
+    assert f"base width (paper: 64). [default: {PretrainConfig().width}]" in wide.output
+
+
+def test_no_options_run_the_dataclass_defaults(data: Path, tmp_path: Path, monkeypatch) -> None:
+    here = torch_device("auto")  # --device auto: what this machine resolves it to
+    cfg = ran_with(monkeypatch, "pretrain", data, "--out", tmp_path / "run")
+    assert cfg == PretrainConfig()
+    cfg = ran_with(monkeypatch, "probe", data, "--out", tmp_path / "probe")
+    assert cfg == replace(ProbeConfig(), device=here)
+    cfg = ran_with(monkeypatch, "map", "--probe", tmp_path, "--out", tmp_path / "m.tif")
+    assert cfg == MapConfig()
+    cfg = ran_with(monkeypatch, "experiment", data, "--out", tmp_path / "exp")
+    assert cfg == replace(ExperimentConfig(), probe=replace(ProbeConfig(), device=here))
+
+
+def test_options_win_over_the_config_file(data: Path, tmp_path: Path, monkeypatch) -> None:
+    """dataclass default < --config file < option given on the command line."""
+    file = tmp_path / "c.yaml"
+    file.write_text("width: 8\nseed: 5\ns2_bands: [B2, B3]\n")
+    cfg = ran_with(monkeypatch, "pretrain", data, "--config", file, "--width", 4)
+    assert (cfg.width, cfg.seed, cfg.s2_bands) == (4, 5, ("B2", "B3"))
+    assert cfg.feat_dim == PretrainConfig().feat_dim
+    file.write_text("labels: 3\nsplit_mode: blocks\n")
+    cfg = ran_with(monkeypatch, "probe", data, "--config", file, "--split-mode", "random")
+    assert (cfg.labels, cfg.split_mode) == (3, "random")
+    file.write_text("seeds: [4]\npretrain:\n  steps: 7\n  width: 8\nprobe:\n  labels: 2\n")
+    cfg = ran_with(monkeypatch, "experiment", data, "--config", file, "--steps", 9)
+    assert (cfg.seeds, cfg.pretrain.steps, cfg.pretrain.width, cfg.probe.labels) == ((4,), 9, 8, 2)
+
+
+def test_a_bad_config_file_is_one_line(data: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("widht: 8\n")
+    assert_one_error(invoke("pretrain", data, "--config", bad), str(bad), "unknown key 'widht'")
+    bad.write_text("tile: big\n")
+    out = tmp_path / "m.tif"
+    assert_one_error(invoke("map", "--probe", tmp_path, "--out", out, "--config", bad),
+                     str(bad), "tile: expected int")  # fmt: skip
+    bad.write_text("features: everything\n")
+    assert_one_error(invoke("probe", data, "--config", bad), str(bad), "features")
+
+
+def test_a_probe_reruns_from_its_saved_config(data: Path, tmp_path: Path) -> None:
+    first, again = tmp_path / "first", tmp_path / "again"
+    result = invoke("probe", data, "--features", "raw", "--seed", 3, "--out", first, *FAST_PROBE)
+    assert result.exit_code == 0, result.output
+    result = invoke("probe", data, "--config", first / "config.json", "--out", again)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((first / "config.json").read_text())
+    assert saved["seed"] == 3 and saved["labels"] == 2
+    assert json.loads((again / "config.json").read_text()) == saved
+    metrics = [json.loads((d / "metrics.json").read_text())["mIoU"] for d in (first, again)]
+    assert metrics[0] == metrics[1]
+
+
+def test_a_pretraining_reruns_from_its_config_json(
+    pretrain_run: tuple[Path, Result], small: Path, tmp_path: Path, monkeypatch
+) -> None:
+    run, _ = pretrain_run
+    cfg = ran_with(monkeypatch, "pretrain", small, "--config", run / "config.json",
+                   "--out", tmp_path / "again")  # fmt: skip
+    saved = json.loads((run / "config.json").read_text())
+    assert json.loads(json.dumps(asdict(cfg))) == saved
+    assert (cfg.width, cfg.steps) == (4, 2)

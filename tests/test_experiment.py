@@ -13,14 +13,21 @@ import pytest
 from rich.console import Console
 
 from sarfuse.data.layouts import discover
-from sarfuse.data.synth import generate
 from sarfuse.errors import SarfuseError
-from sarfuse.experiment import COLUMNS, model_grid, run_experiment, summarise
+from sarfuse.experiment import (
+    COLUMNS,
+    ExperimentConfig,
+    model_grid,
+    run_experiment,
+    run_experiment_config,
+    summarise,
+)
 from sarfuse.mapping.features import PatchFeatures
 from sarfuse.mapping.metrics import scores
 from sarfuse.mapping.scene import load_mapper
 from sarfuse.mapping.splits import load_split
 from sarfuse.mapping.workflow import ProbeConfig, evaluate, open_patches
+from sarfuse.runconfig import load_config
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.train import check_reusable
 
@@ -34,19 +41,24 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def _config(labels: list[int], seeds: list[int]) -> ExperimentConfig:
+    return ExperimentConfig(
+        labels=tuple(labels), seeds=tuple(seeds), pretrain=TINY, probe=PROBE,
+        **{k: tuple(v) for k, v in GRID.items()},
+    )  # fmt: skip
+
+
 def _run(data: Path, out: Path, labels: list[int], seeds: list[int]) -> tuple[list[dict], str]:
     log = io.StringIO()
-    rows = run_experiment(
-        data, out, labels, seeds=seeds, pretrain_config=TINY, probe_config=PROBE,
-        console=Console(file=log, width=200), **GRID,
-    )  # fmt: skip
+    console = Console(file=log, width=200)
+    rows = run_experiment_config(data, out, _config(labels, seeds), console=console)
     return rows, log.getvalue()
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(synthetic) -> Path:
     """One 256 x 256 DFC2020-style sample: 16 patches of 64 pixels."""
-    return generate(tmp_path_factory.mktemp("exp") / "data", size=256, seed=0, layout="dfc2020")
+    return synthetic(size=256, seed=0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -81,6 +93,11 @@ def test_results_have_the_method_and_both_baselines(experiment) -> None:
         assert 0.0 <= float(r["mIoU"]) <= 1.0 and 0.0 <= float(r["OA"]) <= 1.0
         assert any(k.startswith("IoU_") for k in r)
     assert "pretraining intermediate/pixel" in log
+
+
+def test_the_folder_keeps_the_config_it_ran_with(experiment) -> None:
+    out, _, _ = experiment
+    assert load_config(out / "config.yaml", ExperimentConfig()) == _config([1, 2], [0, 1])
 
 
 def test_summary_files_and_figure(experiment) -> None:

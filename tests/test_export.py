@@ -16,7 +16,6 @@ from rasterio.windows import Window
 
 from sarfuse.data.layouts import discover
 from sarfuse.data.raster import read_s1, read_s2
-from sarfuse.data.synth import generate
 from sarfuse.errors import SarfuseError
 from sarfuse.export import export_onnx
 from sarfuse.mapping.config import MapConfig
@@ -35,8 +34,8 @@ PROBE = ProbeConfig(
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("export") / "data", size=128, seed=0, layout="scene")
+def scene(synthetic) -> Path:
+    return synthetic(size=128, seed=0, layout="scene")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from sarfuse.data.layouts import discover
-from sarfuse.data.synth import generate
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
 from sarfuse.modelcard import CARD_JSON, CARD_MD, CITATION
 from sarfuse.ssl.config import PretrainConfig
@@ -17,8 +16,8 @@ from sarfuse.ssl.train import pretrain
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("card") / "data", size=128, seed=0, layout="scene")
+def scene(synthetic) -> Path:
+    return synthetic(size=128, seed=0, layout="scene")
 
 
 def _card(directory: Path) -> tuple[dict, str]:

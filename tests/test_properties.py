@@ -70,12 +70,7 @@ def test_view_two_aligned_back_matches_view_one(b, crop, margin, data) -> None:
 
 
 @FAST
-@given(
-    height=st.integers(1, 200),
-    width=st.integers(1, 200),
-    tile=st.integers(2, 64),
-    data=st.data(),
-)
+@given(st.integers(1, 200), st.integers(1, 200), st.integers(2, 64), st.data())
 def test_tiles_cover_the_scene_and_blend_weights_sum_to_one(height, width, tile, data) -> None:
     overlap = data.draw(st.integers(0, tile - 1))
     windows = tile_windows(height, width, tile, overlap)

@@ -24,14 +24,18 @@ from sarfuse.mapping.scene import map_files
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
 from sarfuse.runtime import torch_device
 from sarfuse.ssl.config import PretrainConfig
-from sarfuse.ssl.train import changed_settings, pretrain
 
 DEMO_STEPS = 150  # pretraining steps of the demo (about two minutes on 2 CPU cores)
-DEMO_LABELS = 10  # labelled 64x64 patches for the probe
+# the paper's protocol, the same for both rows: a linear probe on the features alone, with ten
+# labelled patches of the default size
+DEMO_PROBE = ProbeConfig(features="pretrained", classifier="linear", self_train=False)
+DEMO_MAP = MapConfig(tile=256, overlap=32)  # smaller tiles than the default: a small scene
 
 
 def _reusable(run_dir: Path, cfg: PretrainConfig, say) -> bool:
     """The demo's own finished pretraining, if trained as asked; else it is cleared to redo."""
+    from sarfuse.ssl.train import changed_settings
+
     try:
         changed = changed_settings(run_dir, cfg)
     except SarfuseError as err:  # unreadable settings: as good as changed
@@ -56,24 +60,49 @@ def run_demo(
     t0 = time.perf_counter()
     data = demo_data("dfc2020")
     say(f"[bold]1/4[/] demo data (synthetic Sentinel-1 + Sentinel-2, DFC2020 layout): {data}")
-    run_dir = out / "pretrain"
     cfg = PretrainConfig(fusion="intermediate", method="pixel", steps=steps, device=device)
+    ckpt = _pretrain(data, out / "pretrain", cfg, say)
+    where = torch_device(device)  # the probe and the map run where the pretraining ran
+    metrics, raw = _probe(data, out, ckpt, where, say)
+    say("[bold]4/4[/] mapping an unseen demo scene tile by tile")
+    result = _map(out, ckpt, where)
+    summary = {
+        "map": str(out / "map.tif"),
+        "quicklook": str(result["quicklook"]),
+        "metrics": str(out / "metrics.json"),
+        "confusion": str(out / "confusion.png"),
+        "loss_curve": str(out / "pretrain" / "loss.png"),
+        "checkpoint": str(ckpt),
+        "mIoU": metrics["mIoU"],
+        "mIoU_raw_baseline": raw["mIoU"],
+        "tiles": result["tiles"],
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _pretrain(data: Path, run_dir: Path, cfg: PretrainConfig, say) -> Path:
+    """Step 2: pretrain (or reuse the demo's own finished pretraining); its checkpoint."""
+    from sarfuse.ssl.train import pretrain  # Lightning: only when training
+
     if (run_dir / "done").exists() and _reusable(run_dir, cfg, say):
         say(f"[bold]2/4[/] reusing the pretrained network in {run_dir}")
     else:
-        say(f"[bold]2/4[/] superpixels + self-supervised pretraining ({steps} steps, no labels)")
+        say(
+            f"[bold]2/4[/] superpixels + self-supervised pretraining ({cfg.steps} steps, no labels)"
+        )
         pretrain(data, run_dir, cfg, resume=(run_dir / "last.ckpt").exists())
         (run_dir / "done").write_text("ok\n")
-    ckpt = run_dir / "last.ckpt"
+    return run_dir / "last.ckpt"
 
-    say(f"[bold]3/4[/] linear probe with {DEMO_LABELS} labelled 64x64 patches")
+
+def _probe(data: Path, out: Path, ckpt: Path, where: str, say) -> tuple[dict, dict]:
+    """Step 3: the pretrained features' probe beside the raw-band baseline."""
+    probe_cfg = replace(DEMO_PROBE, device=where)
+    say(f"[bold]3/4[/] linear probe with {probe_cfg.labels} labelled {probe_cfg.patch_size}x"
+        f"{probe_cfg.patch_size} patches")  # fmt: skip
     source = discover(data)
-    where = torch_device(device)  # the probe and the map run where the pretraining ran
-    # the paper's protocol, the same for both rows: a linear probe on the features alone
-    probe_cfg = ProbeConfig(
-        labels=DEMO_LABELS, patch_size=64, device=where, features="pretrained",
-        classifier="linear", self_train=False,
-    )  # fmt: skip
     metrics = run_probe(source, out / "probe", probe_cfg, ckpt, progress=False)
     raw_cfg = replace(probe_cfg, features="raw")
     raw = run_probe(source, out / "probe_raw", raw_cfg, None, progress=False)
@@ -84,32 +113,13 @@ def run_demo(
     )
     for name in ("metrics.json", "confusion.png"):
         shutil.copyfile(out / "probe" / name, out / name)
+    return metrics, raw
 
-    say("[bold]4/4[/] mapping an unseen demo scene tile by tile")
-    scene = demo_data("scene", seed=1)
-    sample = discover(scene).samples[0]
-    result = map_files(
-        out / "probe",
-        out / "map.tif",
-        s1=sample.s1,
-        s2=sample.s2,
-        checkpoint=ckpt,
-        config=MapConfig(tile=256, overlap=32),
-        device=where,
-        label=sample.label,
-    )
-    png = result["quicklook"]
-    summary = {
-        "map": str(out / "map.tif"),
-        "quicklook": str(png),
-        "metrics": str(out / "metrics.json"),
-        "confusion": str(out / "confusion.png"),
-        "loss_curve": str(run_dir / "loss.png"),
-        "checkpoint": str(ckpt),
-        "mIoU": metrics["mIoU"],
-        "mIoU_raw_baseline": raw["mIoU"],
-        "tiles": result["tiles"],
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+
+def _map(out: Path, ckpt: Path, where: str) -> dict:
+    """Step 4: map an unseen demo scene with the probe."""
+    sample = discover(demo_data("scene", seed=1)).samples[0]
+    return map_files(
+        out / "probe", out / "map.tif", s1=sample.s1, s2=sample.s2, checkpoint=ckpt,
+        config=DEMO_MAP, device=where, label=sample.label,
+    )  # fmt: skip

@@ -7,12 +7,13 @@ splits, beside the ``raw`` (bands + indices) and ``random`` (untrained network) 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
+from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.data.validate import labels_name
 from sarfuse.errors import SarfuseError, naming
 from sarfuse.io_utils import atomic_write_csv, atomic_write_text
@@ -26,10 +27,10 @@ from sarfuse.mapping.workflow import (
     patch_labels,
     run_probe,
 )
+from sarfuse.models.fusion import FUSIONS
 from sarfuse.runtime import resolve_source
 from sarfuse.ssl.config import PretrainConfig
 from sarfuse.ssl.methods import valid_combinations
-from sarfuse.ssl.train import check_reusable, pretrain
 
 COLUMNS = ("method", "fusion", "n_labels", "seed", "OA", "AA", "kappa", "mIoU")
 
@@ -45,6 +46,42 @@ def model_grid(
             None, f"no valid fusion x method pair in {fusions} x {methods} for {sensors}"
         )
     return grid
+
+
+PAPER_METHODS = ("pixel", "mcl", "dcca")  # the methods the paper compares (names in METHODS)
+EXPERIMENT_STEPS = 150  # pretraining steps per model of the default grid
+
+
+def _experiment_pretrain() -> PretrainConfig:
+    return PretrainConfig(steps=EXPERIMENT_STEPS)
+
+
+@dataclass
+class ExperimentConfig:
+    """The grid of ``sarfuse experiment``; saved as config.yaml in the experiment folder."""
+
+    labels: tuple[int, ...] = (10, 50)  # labelled patch counts N
+    fusions: tuple[str, ...] = tuple(FUSIONS)  # fusions to compare
+    methods: tuple[str, ...] = PAPER_METHODS  # pretraining methods to compare
+    seeds: tuple[int, ...] = (0, 1, 2)  # seeds of the splits and probes
+    n_eval: int | None = None  # fixed evaluation patches (None: as many as every N leaves)
+    pretrain: PretrainConfig = field(default_factory=_experiment_pretrain)  # fusion/method: grid
+    probe: ProbeConfig = field(default_factory=ProbeConfig)  # labels/seed/features: the grid
+
+
+def run_experiment_config(
+    data, out: str | Path, cfg: ExperimentConfig, console: Console | None = None,
+    classes: str | Path | None = None,
+) -> list[dict]:  # fmt: skip
+    """:func:`run_experiment` of ``cfg``, after saving it as ``out/config.yaml``."""
+    from sarfuse.runconfig import save_config
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    save_config(cfg, Path(out) / "config.yaml")
+    return run_experiment(
+        data, out, list(cfg.labels), list(cfg.fusions), list(cfg.methods), list(cfg.seeds),
+        cfg.pretrain, cfg.probe, n_eval=cfg.n_eval, console=console, classes=classes,
+    )  # fmt: skip
 
 
 def run_experiment(
@@ -68,6 +105,23 @@ def run_experiment(
     if source.scheme is None or not source.has_labels:
         raise SarfuseError(source.root, "the experiment needs labels, and this data has none")
     grid = model_grid(fusions, methods, source.sensors)
+    checkpoints = _pretrain_grid(data, out, grid, pretrain_config, say)
+    first_ckpt = next(iter(checkpoints.values()))
+    models = [(m, f, "pretrained", c) for (f, m), c in checkpoints.items()]
+    models += [("raw", "-", "raw", None), ("random", grid[0][0], "random", first_ckpt)]
+    splits = _SplitDrawer(source, probe_config, labels, n_eval)
+    rows: list[dict] = []
+    for model in models:
+        rows += _probe_model(source, out, model, seeds, labels, probe_config, splits, say)
+        write_results(rows, out)
+    return rows
+
+
+def _pretrain_grid(data, out: Path, grid, pretrain_config: PretrainConfig, say) -> dict:
+    """Pretrain each (fusion, method) of the grid once (a finished run is reused when it was
+    trained with the same settings); returns their checkpoints."""
+    from sarfuse.ssl.train import check_reusable, pretrain  # Lightning: only when training
+
     checkpoints: dict[tuple[str, str], Path] = {}
     for fusion, method in grid:
         run_dir = out / "pretrain" / f"{fusion}-{method}"
@@ -81,50 +135,63 @@ def run_experiment(
             pretrain(data, run_dir, cfg, resume=ckpt.exists())
             (run_dir / "done").write_text("ok\n")
         checkpoints[(fusion, method)] = ckpt
+    return checkpoints
 
-    first_ckpt = next(iter(checkpoints.values()))
-    models = [(m, f, "pretrained", c) for (f, m), c in checkpoints.items()]
-    models += [("raw", "-", "raw", None), ("random", grid[0][0], "random", first_ckpt)]
-    # Splits depend only on the labels: draw them once per seed, shared by every model.
-    maker, contract = feature_setup("raw", source, None)
-    label_reader = open_patches(source, contract, probe_config)
-    label_patches, boxes = patch_labels(label_reader), patch_boxes(label_reader)
-    k = len(source.scheme.classes)
-    if n_eval is None and probe_config.split_mode == "random":  # blocks: fixed by the blocks
-        n_eval = max(1, len([x for x in label_patches if (x != 255).any()]) - max(labels) - 1)
-    rows: list[dict] = []
-    for name, fusion, kind, ckpt in models:
-        feats = None
-        for seed in seeds:
-            if feats is None or kind == "random":  # one random network per seed, as its probe
-                maker, contract = feature_setup(kind, source, ckpt, seed, probe_config.device)
-                patches = open_patches(source, contract, probe_config)
-                feats = PatchFeatures(patches, maker, cache=True)
-            for n in labels:
-                with naming(labels_name(source)):
-                    split = draw_split(
-                        label_patches, boxes, n, seed, probe_config.split_mode,
-                        block_spec(probe_config), n_eval, k,
-                    )  # fmt: skip
-                cfg = replace(probe_config, labels=n, seed=seed, features=kind)
-                if cfg.classifier == "auto":  # rows compare features: one classifier for all
-                    cfg = replace(cfg, classifier="linear")
-                probe_dir = out / "probes" / f"{name}-{fusion}" / f"n{n}-s{seed}"
-                result = run_probe(
-                    source, probe_dir, cfg, ckpt, split=split, features=feats, progress=False
-                )
-                row = {
-                    "method": name,
-                    "fusion": fusion,
-                    "n_labels": n,
-                    "seed": seed,
-                    **{m: result[m] for m in ("OA", "AA", "kappa", "mIoU")},
-                    **{f"IoU_{c}": v["iou"] for c, v in result["per_class"].items()},
-                }
-                rows.append(row)
-                say(f"{name:>8} {fusion:>12} N={n:<5} seed={seed}  mIoU={row['mIoU']:.3f}")
-        write_results(rows, out)
+
+class _SplitDrawer:
+    """Splits depend only on the labels: read them once, shared by every model."""
+
+    def __init__(self, source, cfg: ProbeConfig, labels: list[int], n_eval: int | None) -> None:
+        _, contract = feature_setup("raw", source, None)
+        reader = open_patches(source, contract, cfg)
+        self.patches, self.boxes = patch_labels(reader), patch_boxes(reader)
+        self.source, self.cfg, self.k = source, cfg, len(source.scheme.classes)
+        if n_eval is None and cfg.split_mode == "random":  # blocks: fixed by the blocks
+            labelled = [x for x in self.patches if (x != IGNORE_INDEX).any()]
+            n_eval = max(1, len(labelled) - max(labels) - 1)
+        self.n_eval = n_eval
+
+    def draw(self, n: int, seed: int):
+        cfg = self.cfg
+        with naming(labels_name(self.source)):
+            return draw_split(
+                self.patches, self.boxes, n, seed, cfg.split_mode, block_spec(cfg), self.n_eval,
+                self.k,
+            )  # fmt: skip
+
+
+def _probe_model(source, out: Path, model, seeds, labels, probe_config, splits, say) -> list:
+    """The rows of one model: a probe at every seed and N, on the shared splits."""
+    name, fusion, kind, ckpt = model
+    rows, feats = [], None
+    for seed in seeds:
+        if feats is None or kind == "random":  # one random network per seed, as its probe
+            maker, contract = feature_setup(kind, source, ckpt, seed, probe_config.device)
+            patches = open_patches(source, contract, probe_config)
+            feats = PatchFeatures(patches, maker, cache=True)
+        for n in labels:
+            cfg = replace(probe_config, labels=n, seed=seed, features=kind)
+            if cfg.classifier == "auto":  # rows compare features: one classifier for all
+                cfg = replace(cfg, classifier="linear")
+            probe_dir = out / "probes" / f"{name}-{fusion}" / f"n{n}-s{seed}"
+            result = run_probe(
+                source, probe_dir, cfg, ckpt, split=splits.draw(n, seed), features=feats,
+                progress=False,
+            )  # fmt: skip
+            rows.append(_row(name, fusion, n, seed, result))
+            say(f"{name:>8} {fusion:>12} N={n:<5} seed={seed}  mIoU={rows[-1]['mIoU']:.3f}")
     return rows
+
+
+def _row(name: str, fusion: str, n: int, seed: int, result: dict) -> dict:
+    return {
+        "method": name,
+        "fusion": fusion,
+        "n_labels": n,
+        "seed": seed,
+        **{m: result[m] for m in ("OA", "AA", "kappa", "mIoU")},
+        **{f"IoU_{c}": v["iou"] for c, v in result["per_class"].items()},
+    }
 
 
 def summarise(rows: list[dict]) -> list[dict]:

@@ -128,10 +128,5 @@ def test_stats_json_round_trip(tmp_path):
         ('{"clip": {}}', "expected statistics for s1 and/or s2"),
     ],
 )
-def test_load_stats_errors(tmp_path, text, problem):
-    path = tmp_path / "stats.json"
-    if text is not None:
-        path.write_text(text)
-    with pytest.raises(SarfuseError) as err:
-        load_stats(path)
-    assert str(err.value).startswith(f"{path}: {problem}")
+def test_load_stats_errors(file_error, text, problem):
+    assert file_error(load_stats, "stats.json", text).startswith(problem)

@@ -111,11 +111,5 @@ def test_load_scheme_user_json(tmp_path):
         ),
     ],
 )
-def test_load_scheme_errors(tmp_path, text, problem):
-    path = tmp_path / "scheme.json"
-    if text is not None:
-        path.write_text(text)
-    with pytest.raises(SarfuseError) as err:
-        load_scheme(path)
-    assert str(err.value).startswith(f"{path}: ")
-    assert problem in str(err.value)
+def test_load_scheme_errors(file_error, text, problem):
+    assert problem in file_error(load_scheme, "scheme.json", text)

@@ -68,7 +68,9 @@ def raw_probe(source: DataSource, tmp_path_factory) -> Path:
 def mapped(scene: Path, raw_probe: Path, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("scene-map") / "map.tif"
     s1, s2 = scene / "scene_s1.tif", scene / "scene_s2.tif"
-    return out, map_files(raw_probe, out, s1=s1, s2=s2, probabilities=True, **TILES)
+    return out, map_files(
+        raw_probe, out, s1=s1, s2=s2, config=MapConfig(64, 16, probabilities=True), progress=False
+    )
 
 
 def _whole_scene_map(source: DataSource, probe_dir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,6 @@ import torch
 
 from sarfuse.data.dataset import PatchDataset
 from sarfuse.data.layouts import DataSource, discover
-from sarfuse.data.synth import generate
 from sarfuse.errors import SarfuseError
 from sarfuse.mapping import supervised
 from sarfuse.mapping.features import feature_setup
@@ -31,10 +30,9 @@ K = 10  # DFC2020 classes
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory) -> DataSource:
-    """One 256 x 256 DFC2020-style sample: 16 patches of 64 pixels."""
-    root = tmp_path_factory.mktemp("supervised") / "data"
-    return discover(generate(root, size=256, seed=0, layout="dfc2020"))
+def source(synthetic) -> DataSource:
+    """One 256 x 256 DFC2020-style sample: 16 patches of 64 pixels (shared, read only)."""
+    return discover(synthetic(size=256, seed=0))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from sarfuse.data.layouts import DataSource, discover
-from sarfuse.data.synth import generate
 from sarfuse.errors import SarfuseError
 from sarfuse.mapping.probe import load_classifier
 from sarfuse.mapping.splits import Split, load_split, save_split
@@ -26,14 +25,9 @@ FILES = ("metrics.json", "confusion.png", "probe.pt", "split.json", "config.json
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """One 256 x 256 DFC2020-style sample: 16 patches of 64 pixels."""
-    return generate(tmp_path_factory.mktemp("probe") / "data", size=256, seed=0, layout="dfc2020")
-
-
-@pytest.fixture(scope="module")
-def source(data: Path) -> DataSource:
-    return discover(data)
+def data(synthetic) -> Path:
+    """One 256 x 256 DFC2020-style sample: 16 patches of 64 pixels (shared, read only)."""
+    return synthetic(size=256, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +37,11 @@ def checkpoint(data: Path, tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:  # module fixtures run outside the autouse cache one
         mp.setenv("SARFUSE_CACHE", str(root / "cache"))
         return pretrain(data, root / "run", TINY, progress=False).checkpoint
+
+
+@pytest.fixture(scope="module")
+def source(data: Path) -> DataSource:
+    return discover(data)
 
 
 @pytest.fixture(scope="module")

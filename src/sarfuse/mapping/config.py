@@ -12,6 +12,8 @@ class MapConfig:
     tile: int = 512  # tile side in pixels: a multiple of 8, as the ResUnet downsamples by 8
     overlap: int = 64  # pixels shared with each neighbour, blended (below tile/2)
     batch_tiles: int = 4  # tiles per forward pass (memory grows with it, not with the scene)
+    probabilities: bool = False  # also write class probabilities (float32, a band per class)
+    cog: bool = True  # write Cloud Optimized GeoTIFFs with overviews
 
     def __post_init__(self) -> None:
         check_tiling(self.tile, self.overlap)

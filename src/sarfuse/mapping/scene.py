@@ -82,12 +82,10 @@ def map_files(
     s2: str | Path | None = None,
     checkpoint: str | Path | None = None,
     config: MapConfig | None = None,
-    probabilities: bool = False,
     device: str = "cpu",
     progress: bool = True,
     quicklook: bool = True,
     label: str | Path | None = None,
-    cog: bool = True,
     s2_offset: float | None = None,
 ) -> dict:
     """Map the scene given by its S1 and/or S2 GeoTIFF to a classified GeoTIFF at ``out``.
@@ -96,16 +94,16 @@ def map_files(
     ``s2_offset`` is added to S2 values when the S2 source does not state its own offset.
     ``config`` sets the tiles and how many go through the network in one call (default:
     :class:`MapConfig`'s; more tiles a call use a GPU better, memory grows with them, not with
-    the scene). With ``cog`` (the default) the map and probabilities are Cloud Optimized
-    GeoTIFFs with overviews; class names and colours for GIS software are written beside the
-    map (:func:`sarfuse.mapping.cog.publish_map`). ``label``, a label GeoTIFF of the scene, is
-    only shown beside the map in the quicklook.
+    the scene), whether class probabilities are written too, and whether the outputs are Cloud
+    Optimized GeoTIFFs with overviews (``cog``, the default). Class names and colours for GIS
+    software are written beside the map (:func:`sarfuse.mapping.cog.publish_map`).
+    ``label``, a label GeoTIFF of the scene, is only shown beside the map in the quicklook.
     ``out`` is locked while mapping (a second run on it is refused); an interrupted map keeps
     its finished rows and a rerun of the same job (same inputs, probe and checkpoint) resumes.
     """
     job = _MapJob(
-        Path(probe_dir), Path(out), s1, s2, checkpoint, config or MapConfig(), probabilities,
-        device, progress, quicklook, label, cog, s2_offset,
+        Path(probe_dir), Path(out), s1, s2, checkpoint, config or MapConfig(), device, progress,
+        quicklook, label, s2_offset,
     )  # fmt: skip
     with output_lock(out, folder=False):
         try:
@@ -124,12 +122,10 @@ class _MapJob:
     s2: str | Path | None
     checkpoint: str | Path | None
     config: MapConfig
-    probabilities: bool
     device: str
     progress: bool
     quicklook: bool
     label: str | Path | None
-    cog: bool
     s2_offset: float | None
 
 
@@ -178,7 +174,9 @@ def _map_files(job: _MapJob) -> dict:
     probe_path = job.probe_dir / "probe.pt" if job.probe_dir.is_dir() else job.probe_dir
     ckpt = None if maker.net is None else job.checkpoint or meta.get("checkpoint")
     read_fn, predict_fn, predict_many = _tile_functions(reader, clf, maker)
-    proba_path = job.out.with_name(job.out.stem + "_proba.tif") if job.probabilities else None
+    proba_path = (
+        job.out.with_name(job.out.stem + "_proba.tif") if job.config.probabilities else None
+    )
     # GDAL keeps decoded blocks until a file closes, up to 5% of RAM: capped, so that memory
     # stays flat in scene size while the inputs stay open for the whole map.
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
@@ -193,7 +191,7 @@ def _map_files(job: _MapJob) -> dict:
             ", ".join(str(p) for p in (job.s1, job.s2) if p is not None),
             f"no valid pixel (all NaN or nodata), so {job.out} is nodata everywhere",
         )
-    result.update(publish_map(job.out, scheme, result["probabilities"], cog=job.cog))
+    result.update(publish_map(job.out, scheme, result["probabilities"], cog=job.config.cog))
     if job.quicklook:
         label = Path(job.label) if job.label is not None else None
         result["quicklook"] = str(write_quicklook(job.out, scheme, sample, label))
