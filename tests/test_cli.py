@@ -597,8 +597,7 @@ CALLS = {
     "pretrain": ("sarfuse.ssl.train.pretrain", lambda a, kw: a[2]),
     "probe": ("sarfuse.mapping.workflow.run_probe", lambda a, kw: a[2]),
     "experiment": ("sarfuse.experiment.run_experiment_config", lambda a, kw: a[2]),
-    "map": ("sarfuse.mapping.scene.map_files", lambda a, kw: MapConfig(**{
-        f.name: kw[f.name] for f in fields(MapConfig)})),
+    "map": ("sarfuse.mapping.scene.map_files", lambda a, kw: kw["config"]),
 }  # fmt: skip
 
 

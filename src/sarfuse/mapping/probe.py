@@ -183,14 +183,9 @@ def train_linear_probe(
     features: FeatureSource,
     labels: Tensor | np.ndarray | None,
     num_classes: int,
-    epochs: int = LinearOptions.epochs,
-    lr: float = LinearOptions.lr,
-    momentum: float = LinearOptions.momentum,
     batch_size: int = 16,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
     max_pixels: int | None = None,
+    **fit: Any,
 ) -> tuple[LinearProbe, list[float]]:
     """SGD on cross-entropy over labelled pixels; returns the probe and the mean loss per epoch.
 
@@ -200,11 +195,12 @@ def train_linear_probe(
     ``features`` is ``(N, C, H, W)`` with ``labels`` ``(N, H, W)``, or (labels ``None``) an
     iterable of ``(features, labels)`` batches or a callable returning one. An epoch makes
     ``ceil(N / batch_size)`` steps, as with batches of ``batch_size`` patches, each on an equal
-    random share of the labelled pixels.
+    random share of the labelled pixels. ``fit`` (epochs, lr, momentum, seed, device,
+    progress) goes to :func:`fit_linear`.
     """
-    x, y, n_patches = labelled_pixels(features, labels, max_pixels, seed)
+    x, y, n_patches = labelled_pixels(features, labels, max_pixels, fit.get("seed", 0))
     steps = max(1, math.ceil(n_patches / batch_size))
-    return fit_linear(x, y, num_classes, None, epochs, lr, momentum, steps, seed, device, progress)
+    return fit_linear(x, y, num_classes, None, steps_per_epoch=steps, **fit)
 
 
 def fit_linear(
