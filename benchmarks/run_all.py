@@ -250,16 +250,27 @@ def print_table(figures: dict, info: dict) -> None:
 
 
 def save(figures: dict, details: dict, info: dict, key: str, size: str, path: Path) -> None:
-    """Merge this device's figures into ``path`` (others' are kept), then plot them."""
+    """Merge this device's figures into ``path``, then plot them. Other devices' entries and
+    this device's figures of sections not run this time (``--only``) are kept; ``measured``
+    says when and at which size each figure was taken."""
     from sarfuse.io_utils import atomic_write_text
 
     data = json.loads(path.read_text()) if path.exists() else {}
-    data.setdefault("devices", {})[key] = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    before = data.setdefault("devices", {}).get(key, {})
+    measured = {name: f"{before.get('date')} ({before.get('size')})"
+                for name in before.get("figures", {})}  # fmt: skip
+    data["devices"][key] = {
+        "date": date,
         "size": size,
         "machine": info,
-        "figures": figures,
-        "details": details,
+        "figures": {**before.get("figures", {}), **figures},
+        "details": {**before.get("details", {}), **details},
+        "measured": {
+            **measured,
+            **before.get("measured", {}),
+            **dict.fromkeys(figures, f"{date} ({size})"),
+        },
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(data, indent=2, default=float))

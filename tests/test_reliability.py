@@ -459,7 +459,8 @@ def test_a_secondary_rank_writes_under_rank_zeros_lock(
     not be refused by it (they run the same command in the same folder)."""
     from sarfuse.lock import output_lock
 
-    with output_lock(tmp_path / "run"):
+    with output_lock(tmp_path / "run") as lock:
+        lock.write_text(json.dumps({"pid": os.getppid()}))  # rank 0: a live process, not us
         monkeypatch.setenv(variable, "1")
         with output_lock(tmp_path / "run"):
             pass

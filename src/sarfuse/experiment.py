@@ -17,6 +17,7 @@ from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.data.validate import labels_name
 from sarfuse.errors import SarfuseError, naming
 from sarfuse.io_utils import atomic_write_csv, atomic_write_text
+from sarfuse.lock import output_lock
 from sarfuse.mapping.features import PatchFeatures, feature_setup
 from sarfuse.mapping.spatial import draw_split
 from sarfuse.mapping.workflow import (
@@ -76,12 +77,12 @@ def run_experiment_config(
     """:func:`run_experiment` of ``cfg``, after saving it as ``out/config.yaml``."""
     from sarfuse.runconfig import save_config
 
-    Path(out).mkdir(parents=True, exist_ok=True)
-    save_config(cfg, Path(out) / "config.yaml")
-    return run_experiment(
-        data, out, list(cfg.labels), list(cfg.fusions), list(cfg.methods), list(cfg.seeds),
-        cfg.pretrain, cfg.probe, n_eval=cfg.n_eval, console=console, classes=classes,
-    )  # fmt: skip
+    with output_lock(out):  # before the config is saved: a running experiment keeps its own
+        save_config(cfg, Path(out) / "config.yaml")
+        return run_experiment(
+            data, out, list(cfg.labels), list(cfg.fusions), list(cfg.methods), list(cfg.seeds),
+            cfg.pretrain, cfg.probe, n_eval=cfg.n_eval, console=console, classes=classes,
+        )  # fmt: skip
 
 
 def run_experiment(
@@ -97,9 +98,19 @@ def run_experiment(
     console: Console | None = None,
     classes: str | Path | None = None,
 ) -> list[dict]:
-    """Run the grid; write results.csv, summary.csv/.md and miou_vs_labels.png under ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Run the grid; write results.csv, summary.csv/.md and miou_vs_labels.png under ``out``
+    (locked while the experiment runs)."""
+    with output_lock(out):
+        return _run_grid(
+            data, Path(out), (labels, fusions, methods, seeds), pretrain_config, probe_config,
+            n_eval, console, classes,
+        )  # fmt: skip
+
+
+def _run_grid(data, out: Path, grid_axes: tuple, pretrain_config: PretrainConfig,
+              probe_config: ProbeConfig, n_eval, console, classes) -> list[dict]:  # fmt: skip
+    """:func:`run_experiment` once its folder is locked."""
+    labels, fusions, methods, seeds = grid_axes
     say = (console or Console(stderr=True)).print
     source = resolve_source(data, classes, s2_offset=probe_config.s2_offset)
     if source.scheme is None or not source.has_labels:

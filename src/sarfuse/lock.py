@@ -18,6 +18,7 @@ from sarfuse.errors import SarfuseError
 from sarfuse.io_utils import make_parent, write_error
 
 LOCK_NAME = ".sarfuse.lock"
+_HELD: set[Path] = set()  # locks this process holds: taking one again nests instead of failing
 
 
 def lock_path(output: str | Path, folder: bool) -> Path:
@@ -46,6 +47,11 @@ def _owner(path: Path) -> dict | None:
         return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
     except (OSError, ValueError):
         return None
+
+
+def _mine(path: Path) -> bool:
+    """Whether this process is the lock's recorded owner."""
+    return (_owner(path) or {}).get("pid") == os.getpid()
 
 
 def _stale(owner: dict | None) -> bool:
@@ -81,9 +87,12 @@ def secondary_rank() -> bool:
 def output_lock(output: str | Path, folder: bool = True) -> Iterator[Path]:
     """Hold the lock of ``output`` for the block; raise when another live run holds it.
 
-    A secondary rank of a distributed run takes no lock: rank 0 holds it for all ranks."""
+    A secondary rank of a distributed run takes no lock: rank 0 holds it for all ranks. A lock
+    this process already holds nests (a library call inside a command that locked the output)."""
     path = lock_path(output, folder)
-    if secondary_rank():
+    if secondary_rank() or (
+        path.resolve() in _HELD and (_owner(path) or {}).get("pid") == os.getpid()
+    ):
         yield path
         return
     created = not path.parent.exists()
@@ -104,10 +113,12 @@ def output_lock(output: str | Path, folder: bool = True) -> Iterator[Path]:
         path.unlink(missing_ok=True)
     else:
         raise SarfuseError(output, f"cannot take the lock {path}: other runs keep taking it")
+    _HELD.add(path.resolve())
     try:
         yield path
     finally:
-        if (_owner(path) or {}).get("pid") == os.getpid():
+        _HELD.discard(path.resolve())
+        if _mine(path):
             path.unlink(missing_ok=True)
         if created and not any(path.parent.iterdir()):
             path.parent.rmdir()  # a run that failed before writing leaves no empty folder

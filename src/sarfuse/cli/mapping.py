@@ -79,15 +79,13 @@ def probe(
     """Train a linear (or random-forest) classifier on few labelled patches and evaluate it.
 
     The probe folder keeps the settings it ran with in config.json (loadable by --config)."""
-    from sarfuse.lock import output_lock
     from sarfuse.mapping.metrics import format_table
     from sarfuse.mapping.workflow import run_probe
     from sarfuse.runtime import resolve_source
 
     cfg = probe_config({**locals(), **fields})
     source = resolve_source(o.data_arg(data), classes, cfg.s2_offset)
-    with output_lock(out_dir):
-        result = run_probe(source, out_dir, cfg, checkpoint)
+    result = run_probe(source, out_dir, cfg, checkpoint)  # locks out_dir while it writes
     out.print(format_table(result))
     out.print(f"metrics: {out_dir / 'metrics.json'}\nconfusion matrix: {out_dir / 'confusion.png'}")
 

@@ -19,6 +19,7 @@ from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.data.validate import labels_name
 from sarfuse.errors import SarfuseError, naming
 from sarfuse.io_utils import atomic_write_text
+from sarfuse.lock import output_lock
 from sarfuse.mapping.features import (
     TRAINED_ON_SPLIT,
     FeatureKind,
@@ -312,10 +313,16 @@ def run_probe(
     With ``auto`` the features and classifier are chosen by cross-validation over the labelled
     patches; with ``self_train`` the chosen setup is then self-trained on unlabelled patches.
     ``split``, ``labels`` and cached ``features`` may be passed in (the experiment and
-    benchmarks reuse them).
+    benchmarks reuse them). The probe folder is locked while it is written.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):
+        return _run_probe(source, out, cfg, checkpoint, split, labels, progress, features)
+
+
+def _run_probe(source, out: Path, cfg: ProbeConfig, checkpoint, split, labels, progress,
+               features) -> dict:  # fmt: skip
+    """:func:`run_probe` once its folder is locked."""
     scheme = source.scheme
     if scheme is None or not source.has_labels:
         raise SarfuseError(source.root, "the probe needs labels, and this data has none")
