@@ -100,32 +100,23 @@ def run_experiment(
 ) -> list[dict]:
     """Run the grid; write results.csv, summary.csv/.md and miou_vs_labels.png under ``out``
     (locked while the experiment runs)."""
+    out = Path(out)
     with output_lock(out):
-        return _run_grid(
-            data, Path(out), (labels, fusions, methods, seeds), pretrain_config, probe_config,
-            n_eval, console, classes,
-        )  # fmt: skip
-
-
-def _run_grid(data, out: Path, grid_axes: tuple, pretrain_config: PretrainConfig,
-              probe_config: ProbeConfig, n_eval, console, classes) -> list[dict]:  # fmt: skip
-    """:func:`run_experiment` once its folder is locked."""
-    labels, fusions, methods, seeds = grid_axes
-    say = (console or Console(stderr=True)).print
-    source = resolve_source(data, classes, s2_offset=probe_config.s2_offset)
-    if source.scheme is None or not source.has_labels:
-        raise SarfuseError(source.root, "the experiment needs labels, and this data has none")
-    grid = model_grid(fusions, methods, source.sensors)
-    checkpoints = _pretrain_grid(data, out, grid, pretrain_config, say)
-    first_ckpt = next(iter(checkpoints.values()))
-    models = [(m, f, "pretrained", c) for (f, m), c in checkpoints.items()]
-    models += [("raw", "-", "raw", None), ("random", grid[0][0], "random", first_ckpt)]
-    splits = _SplitDrawer(source, probe_config, labels, n_eval)
-    rows: list[dict] = []
-    for model in models:
-        rows += _probe_model(source, out, model, seeds, labels, probe_config, splits, say)
-        write_results(rows, out)
-    return rows
+        say = (console or Console(stderr=True)).print
+        source = resolve_source(data, classes, s2_offset=probe_config.s2_offset)
+        if source.scheme is None or not source.has_labels:
+            raise SarfuseError(source.root, "the experiment needs labels, and this data has none")
+        grid = model_grid(fusions, methods, source.sensors)
+        checkpoints = _pretrain_grid(data, out, grid, pretrain_config, say)
+        first_ckpt = next(iter(checkpoints.values()))
+        models = [(m, f, "pretrained", c) for (f, m), c in checkpoints.items()]
+        models += [("raw", "-", "raw", None), ("random", grid[0][0], "random", first_ckpt)]
+        splits = _SplitDrawer(source, probe_config, labels, n_eval)
+        rows: list[dict] = []
+        for model in models:
+            rows += _probe_model(source, out, model, seeds, labels, probe_config, splits, say)
+            write_results(rows, out)
+        return rows
 
 
 def _pretrain_grid(data, out: Path, grid, pretrain_config: PretrainConfig, say) -> dict:

@@ -317,32 +317,26 @@ def run_probe(
     """
     out = Path(out)
     with output_lock(out):
-        return _run_probe(source, out, cfg, checkpoint, split, labels, progress, features)
-
-
-def _run_probe(source, out: Path, cfg: ProbeConfig, checkpoint, split, labels, progress,
-               features) -> dict:  # fmt: skip
-    """:func:`run_probe` once its folder is locked."""
-    scheme = source.scheme
-    if scheme is None or not source.has_labels:
-        raise SarfuseError(source.root, "the probe needs labels, and this data has none")
-    maker, contract = feature_setup(
-        _maker_kind(cfg, checkpoint), source, checkpoint, cfg.seed, cfg.device
-    )
-    if features is None:
-        features = PatchFeatures(open_patches(source, contract, cfg), maker)
-    split = _the_split(source, cfg, features.patches, split, labels, progress, out)
-    if cfg.features in TRAINED_ON_SPLIT:  # a network trained on the split's labelled patches only
-        features = _trained_on_split(cfg, features, split, len(scheme.classes), contract)
-    torch.manual_seed(cfg.seed)
-    labelled = _training_pixels(features, split, cfg, source.root)
-    chosen, cv, clf, st_note = _fit(cfg, features, split, labelled, scheme, out)
-    cm, cm_edge = evaluate(clf, features, split.eval, len(scheme.classes), list(chosen.columns))
-    cms = (cm, cm_edge)
-    result = _result(cfg, scheme, features.patches.indices, split, chosen, cv, st_note, cms)
-    result["checkpoint"] = None if checkpoint is None else str(checkpoint)
-    _write_probe(out, source, cfg, clf, contract, chosen, result, cm, checkpoint)
-    return result
+        scheme = source.scheme
+        if scheme is None or not source.has_labels:
+            raise SarfuseError(source.root, "the probe needs labels, and this data has none")
+        maker, contract = feature_setup(
+            _maker_kind(cfg, checkpoint), source, checkpoint, cfg.seed, cfg.device
+        )
+        if features is None:
+            features = PatchFeatures(open_patches(source, contract, cfg), maker)
+        split = _the_split(source, cfg, features.patches, split, labels, progress, out)
+        if cfg.features in TRAINED_ON_SPLIT:  # a network trained on the labelled patches only
+            features = _trained_on_split(cfg, features, split, len(scheme.classes), contract)
+        torch.manual_seed(cfg.seed)
+        labelled = _training_pixels(features, split, cfg, source.root)
+        chosen, cv, clf, st_note = _fit(cfg, features, split, labelled, scheme, out)
+        cm, cm_edge = evaluate(clf, features, split.eval, len(scheme.classes), list(chosen.columns))
+        cms = (cm, cm_edge)
+        result = _result(cfg, scheme, features.patches.indices, split, chosen, cv, st_note, cms)
+        result["checkpoint"] = None if checkpoint is None else str(checkpoint)
+        _write_probe(out, source, cfg, clf, contract, chosen, result, cm, checkpoint)
+        return result
 
 
 def _trained_on_split(cfg: ProbeConfig, features, split: Split, k: int, contract) -> PatchFeatures:
