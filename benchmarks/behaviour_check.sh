@@ -9,7 +9,7 @@
 set -e
 TREE=$(realpath "$1"); OUT=$(realpath -m "$2"); mkdir -p "$OUT"
 export PYTHONPATH=$TREE/src
-PY=${PYTHON:-$(realpath "$(dirname "$0")/../.venv/bin/python")}
+PY=${PYTHON:-$(realpath -s "$(dirname "$0")/../.venv/bin/python")}  # -s: the venv link, not its target
 SF="$PY -m sarfuse"
 CHIP=${CHIP:-$(realpath "$(dirname "$0")/../../shared/data/sen1floods11")}
 cd "$OUT"
