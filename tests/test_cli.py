@@ -31,7 +31,7 @@ from sarfuse.mapping.config import MapConfig
 from sarfuse.mapping.tiling import tile_windows
 from sarfuse.mapping.workflow import ProbeConfig, run_probe
 from sarfuse.runconfig import field_default, load_config
-from sarfuse.runtime import torch_device
+from sarfuse.runtime import resolve_precision, torch_device
 from sarfuse.ssl.config import PretrainConfig
 
 COMMANDS = dict(get_command(app).commands)
@@ -305,7 +305,9 @@ def test_map_writes_a_geotiff(data: Path, pretrained_probe: Path, tmp_path: Path
     args = ("--s1", s1, "--s2", s2, "--tile", 128, "--overlap", 16, "--device", "cpu")
     result = invoke("map", "--probe", pretrained_probe, "--out", out, *args)
     assert result.exit_code == 0, result.output
-    assert f"map: {out} ({len(tile_windows(256, 256, 128, 16))} tiles)" in result.stdout
+    tiles = len(tile_windows(256, 256, 128, 16))
+    precision = resolve_precision("auto", "cpu")
+    assert f"map: {out} ({tiles} tiles, network in {precision})" in result.stdout
     assert f"quicklook: {out.with_suffix('.png')}" in result.stdout
     with rasterio.open(out) as dst, rasterio.open(s2) as src:
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)

@@ -33,10 +33,17 @@ def _fitted(seed: int = 0, **options) -> tuple[RandomForestClassifier, np.ndarra
         {"n_estimators": 7, "bootstrap": False},
     ],
 )
-def test_the_walk_matches_scikit_learn(options):
+@pytest.mark.parametrize("walk", ["compiled", "numpy"])
+def test_the_walk_matches_scikit_learn(options, walk):
+    """Both walks: scikit-learn's compiled trees rebuilt from the arrays, and the NumPy
+    fallback used where they cannot be rebuilt."""
     forest, queries = _fitted(**options)
     arrays = ForestArrays.from_sklearn(forest)
     assert arrays.classes.tolist() == [1, 2, 4]
+    if walk == "numpy":
+        arrays.__dict__["compiled"] = None  # as when scikit-learn's tree layout has changed
+    else:
+        assert len(arrays.compiled) == len(forest.estimators_)
     np.testing.assert_allclose(
         arrays.predict_proba(queries), forest.predict_proba(queries), atol=1e-6
     )

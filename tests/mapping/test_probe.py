@@ -241,3 +241,18 @@ def test_classifier_options_read_the_probe_config() -> None:
     assert classifier_options("rf", cfg) == ForestOptions(7)
     with pytest.raises(SarfuseError, match="unknown classifier 'svm'"):
         classifier_options("svm", cfg)
+
+
+def test_folded_standardisation_gives_the_probes_own_probabilities():
+    """predict_proba folds mean/std into the 1x1 convolution: same softmax as forward."""
+    torch.manual_seed(0)
+    probe = LinearProbe(5, 3)
+    probe.conv.weight.data.normal_()
+    probe.conv.bias.data.normal_()
+    probe.mean.copy_(torch.randn(5) * 10)
+    probe.std.copy_(torch.rand(5) + 0.1)
+    x = torch.randn(2, 5, 4, 6) * 10 + 3
+    expected = probe(x).softmax(1)
+    torch.testing.assert_close(probe.predict_proba(x), expected, rtol=1e-5, atol=1e-6)
+    layout = x.contiguous(memory_format=torch.channels_last)  # as a mapping network answers
+    torch.testing.assert_close(probe.predict_proba(layout), expected, rtol=1e-5, atol=1e-6)

@@ -192,6 +192,7 @@ def test_network_probe_maps_and_refuses_another_checkpoint(
     s1, s2 = scene / "scene_s1.tif", scene / "scene_s2.tif"
     result = map_files(probe_dir, tmp_path / "ok.tif", s1=s1, s2=s2, quicklook=False, **TILES)
     assert Path(result["path"]).is_file()
+    _bfloat16_map_agrees(probe_dir, Path(result["path"]), s1, s2, tmp_path)
 
     other = torch.load(ckpt, map_location="cpu", weights_only=True)
     other["sarfuse"] = copy.deepcopy(other["sarfuse"])
@@ -203,3 +204,19 @@ def test_network_probe_maps_and_refuses_another_checkpoint(
             **TILES,
         )  # fmt: skip
     assert not (tmp_path / "bad.tif").exists()
+
+
+def _bfloat16_map_agrees(probe_dir: Path, exact: Path, s1: Path, s2: Path, tmp: Path) -> None:
+    """The network in bfloat16 gives the float32 map on nearly every pixel (only pixels at a
+    near tie between classes may flip), and each run records its arithmetic."""
+    maps = {}
+    for precision in ("32", "bf16"):
+        config = replace(TILES["config"], precision=precision)
+        out = tmp / f"map-{precision}.tif"
+        result = map_files(probe_dir, out, s1=s1, s2=s2, config=config, progress=False)
+        assert result["precision"] == precision
+        with rasterio.open(out) as src:
+            maps[precision] = src.read(1)
+    with rasterio.open(exact) as src:  # precision auto: one of the two
+        np.testing.assert_array_equal(src.read(1) != 255, maps["32"] != 255)
+    assert (maps["bf16"] == maps["32"]).mean() > 0.99

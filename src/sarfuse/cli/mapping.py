@@ -97,7 +97,7 @@ def map_config_file(map_file: Path) -> Path:
 
 @app.command("map")
 @friendly
-@o.takes(MAP, "tile overlap probabilities cog batch_tiles")
+@o.takes(MAP, "tile overlap probabilities cog batch_tiles precision")
 def map_cmd(
     probe_dir: ProbeDir,
     out_file: Annotated[Path, typer.Option("--out", help="Output GeoTIFF.")],
@@ -124,7 +124,8 @@ def map_cmd(
     )  # fmt: skip
     save_config(cfg, map_config_file(out_file))
     out.print(
-        f"map: {result['path']} ({result['tiles']} tiles)\nquicklook: {result['quicklook']}\n"
+        f"map: {result['path']} ({result['tiles']} tiles, network in {result['precision']})\n"
+        f"quicklook: {result['quicklook']}\n"
         f"QGIS style: {result['style']}"
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sarfuse.errors import SarfuseError
+from sarfuse.runtime import InferencePrecision
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,9 @@ class MapConfig:
     batch_tiles: int = 4  # tiles per forward pass (memory grows with it, not with the scene)
     probabilities: bool = False  # also write class probabilities (float32, a band per class)
     cog: bool = True  # write Cloud Optimized GeoTIFFs with overviews
+    # the network's arithmetic: auto = bfloat16 where the device has it natively (GPUs, CPUs
+    # with AMX / AVX-512 BF16: about 2x faster), else float32; 32 = always float32
+    precision: InferencePrecision = "auto"
 
     def __post_init__(self) -> None:
         check_tiling(self.tile, self.overlap)

@@ -25,6 +25,7 @@ from sarfuse.data.layouts import DataSource
 from sarfuse.data.schemes import IGNORE_INDEX
 from sarfuse.errors import SarfuseError
 from sarfuse.models.fusion import resolve_fusion
+from sarfuse.runtime import autocast
 
 FeatureKind = Literal["pretrained", "random", "raw", "pretrained+raw", "supervised"]
 NEEDS_CHECKPOINT = ("pretrained", "random", "pretrained+raw")
@@ -34,10 +35,12 @@ TRAINED_ON_SPLIT = ("supervised",)  # its network is trained once the split is d
 class FeatureMaker:
     """Turn a batch dict of normalised patches into features (B, C, H, W) on the CPU."""
 
-    def __init__(self, kind: FeatureKind, net: Pretrained | None, device: str = "cpu") -> None:
+    def __init__(
+        self, kind: FeatureKind, net: Pretrained | None, device: str = "cpu", precision: str = "32"
+    ) -> None:
         if kind in NEEDS_CHECKPOINT and net is None:
             raise SarfuseError(None, f"--features {kind} needs a --checkpoint")
-        self.kind, self.device = kind, device
+        self.kind, self.device, self.precision = kind, device, precision
         self.net = net.to(device) if net is not None and kind != "raw" else None
 
     @torch.no_grad()
@@ -46,12 +49,27 @@ class FeatureMaker:
         if self.net is None and self.kind in TRAINED_ON_SPLIT:
             raise SarfuseError(None, f"{self.kind} features need their network trained first")
         if self.net is not None:
-            parts.append(self.net(batch.get("s1"), batch.get("s2")).float().cpu())
+            with autocast(self.device, self.precision):
+                features = self.net(batch.get("s1"), batch.get("s2"))
+            parts.append(features.float().cpu())
         if self.kind in ("raw", "pretrained+raw"):
             parts += [batch[s] for s in ("s1", "s2") if s in batch]
         if "indices" in batch:
             parts.append(batch["indices"])
-        return torch.cat(parts, 1)
+        return torch.cat(_alike(parts), 1)
+
+
+def _alike(parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The parts in the first one's memory layout: a mapping network answers channels-last,
+    and concatenating it with plain (B, C, H, W) bands took ~9x longer than with its kind."""
+    first = parts[0]
+    if (
+        first.dim() == 4
+        and not first.is_contiguous()
+        and first.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return [p.contiguous(memory_format=torch.channels_last) for p in parts]
+    return parts
 
 
 def feature_setup(

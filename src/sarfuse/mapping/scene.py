@@ -27,12 +27,16 @@ from sarfuse.mapping.features import TRAINED_ON_SPLIT, FeatureMaker
 from sarfuse.mapping.inference import map_scene
 from sarfuse.mapping.probe import load_classifier, predict_proba
 from sarfuse.models.folding import fold_batchnorm
+from sarfuse.runtime import keep_freed_memory, resolve_precision
 
 GDAL_CACHE_BYTES = 128 * 2**20  # GDAL block cache while mapping (bytes: small ints mean MB)
 
 
-def load_mapper(probe_dir: str | Path, checkpoint: str | Path | None, device: str = "cpu"):
-    """The probe's classifier, its metadata and a feature maker that matches its training."""
+def load_mapper(
+    probe_dir: str | Path, checkpoint: str | Path | None, device: str = "cpu", precision: str = "32"
+):
+    """The probe's classifier, its metadata and a feature maker that matches its training
+    (its network run in ``precision``, ``32`` or ``bf16``)."""
     probe_path = Path(probe_dir)
     probe_path = probe_path / "probe.pt" if probe_path.is_dir() else probe_path
     clf, meta = load_classifier(probe_path)
@@ -66,7 +70,7 @@ def load_mapper(probe_dir: str | Path, checkpoint: str | Path | None, device: st
         if kind == "random":
             net = net.randomised(meta.get("seed", 0))
         net = for_inference(net)
-    return clf, meta, FeatureMaker(kind, net, device)
+    return clf, meta, FeatureMaker(kind, net, device, precision)
 
 
 def for_inference(net: Pretrained) -> Pretrained:
@@ -168,7 +172,9 @@ def _ckpt_file(ckpt: str | Path) -> Path:
 
 def _map_files(job: _MapJob) -> dict:
     """:func:`map_files` once ``out`` is locked."""
-    clf, meta, maker = load_mapper(job.probe_dir, job.checkpoint, job.device)
+    keep_freed_memory()
+    precision = resolve_precision(job.config.precision, job.device)
+    clf, meta, maker = load_mapper(job.probe_dir, job.checkpoint, job.device, precision)
     scheme = ClassScheme.from_json(meta["scheme"])
     sample, reader = _scene_reader(job, meta)
     probe_path = job.probe_dir / "probe.pt" if job.probe_dir.is_dir() else job.probe_dir
@@ -184,13 +190,15 @@ def _map_files(job: _MapJob) -> dict:
             predict_fn, read_fn, reader.grid(0), job.out, len(scheme.classes), job.config,
             colormap=scheme.colormap(), class_names=list(scheme.names),
             probabilities_path=proba_path, progress=job.progress,
-            key=_job_key(probe_path, ckpt, sample), predict_many=predict_many,
+            key={**_job_key(probe_path, ckpt, sample), "precision": precision},
+            predict_many=predict_many,
         )  # fmt: skip
     if not any(result["class_pixels"].values()):  # whole-file reads refuse this, windows cannot
         raise SarfuseError(
             ", ".join(str(p) for p in (job.s1, job.s2) if p is not None),
             f"no valid pixel (all NaN or nodata), so {job.out} is nodata everywhere",
         )
+    result["precision"] = precision if maker.net is not None else "32"
     result.update(publish_map(job.out, scheme, result["probabilities"], cog=job.config.cog))
     if job.quicklook:
         label = Path(job.label) if job.label is not None else None
