@@ -30,6 +30,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from sarfuse.data.bands import S1_BANDS, S2_BANDS, S2_STACKS, band_name, resolve_bands
+from sarfuse.data.gdal_errors import write_failures
 from sarfuse.data.offset import S2Offset, add_offset
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.errors import SarfuseError
@@ -476,7 +477,8 @@ def open_writer(
     """Open a tiled, deflate-compressed GeoTIFF for (windowed) writing, atomically.
 
     Data goes to a temporary file next to ``path`` that replaces ``path`` only when the block
-    exits without error, so an interrupted run never leaves a half-written map.
+    exits without error and GDAL wrote every block, so an interrupted run or a full disk never
+    leaves a half-written map.
     """
     if colormap is not None and (count != 1 or np.dtype(dtype) not in (np.uint8, np.uint16)):
         raise SarfuseError(path, "a colour table needs a single uint8 or uint16 band")
@@ -497,7 +499,11 @@ def open_writer(
         "compress": "deflate",
         "BIGTIFF": "IF_SAFER",
     }
-    with atomic_path(path, suffix=".tif") as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with (
+        atomic_path(path, suffix=".tif") as tmp,
+        write_failures(path),  # blocks GDAL fails to flush at the close, which rasterio ignores
+        rasterio.open(tmp, "w", **profile) as dst,
+    ):
         if colormap is not None:
             dst.write_colormap(1, {int(k): tuple(v) for k, v in colormap.items()})
         if tags:
