@@ -267,12 +267,41 @@ def _require_valid(valid: np.ndarray, path: PathLike, whole: bool) -> None:
         raise SarfuseError(path, "all pixels are NaN/nodata")
 
 
-def _nodata_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    """(h, w) True where any band is NaN/inf or equals the file's nodata value."""
+def _nodata_mask(
+    data: np.ndarray,
+    nodata: float | None,
+    path: PathLike | None = None,
+    window: Window | None = None,
+) -> np.ndarray:
+    """(h, w) True where any band is NaN/inf or equals the file's nodata value.
+
+    With ``path``, an infinite value raises instead: it is a broken file, not nodata, and the
+    data check up front samples only a few windows of each file.
+    """
     bad = ~np.isfinite(data).all(axis=0)
+    if path is not None and bad.any():
+        _refuse_infinite(data, bad, path, window)
     if nodata is not None and not math.isnan(nodata):
         bad |= (data == nodata).any(axis=0)
     return bad
+
+
+def _refuse_infinite(
+    data: np.ndarray, bad: np.ndarray, path: PathLike, window: Window | None
+) -> None:
+    """Raise naming the first infinite pixel among the ``bad`` (non-finite) ones of a read."""
+    infinite = np.isinf(data[:, bad]).any(axis=0)  # (n_bad,), in the row-major order of nonzero
+    if not infinite.any():
+        return
+    rows, cols = np.nonzero(bad)
+    row0, col0 = (int(window.row_off), int(window.col_off)) if window is not None else (0, 0)
+    first = int(np.argmax(infinite))
+    raise SarfuseError(
+        path,
+        f"holds an infinite value at row {row0 + rows[first]}, col {col0 + cols[first]} (in a "
+        f"read window of {data.shape[1]}x{data.shape[2]} at row {row0}, col {col0}); write "
+        "invalid pixels as NaN/nodata",
+    )
 
 
 def _s1_indexes(src: DatasetReader, path: PathLike) -> list[int]:
@@ -343,7 +372,7 @@ def read_s1(
     unit = detect_s1_units(path) if units == "auto" else units
     with _open(path) as src:
         data, footprint = _read(src, _s1_indexes(src, path), window, target, Resampling.bilinear)
-        valid = footprint & ~_nodata_mask(data, src.nodata)
+        valid = footprint & ~_nodata_mask(data, src.nodata, path, window)
         shape = (target or _info(src)).shape
     if unit == "linear":
         valid &= (data > 0).all(axis=0)
@@ -400,16 +429,17 @@ def read_s2(
         for name in names:
             with _open(files[name]) as src:
                 data, footprint = _read(src, [1], window, grid, Resampling.bilinear)
-                parts.append((data, footprint, _s2_nodata(src.nodata)))
+                nodata = _nodata_mask(data, _s2_nodata(src.nodata), files[name], window)
+                parts.append((data, footprint & ~nodata))
         data = np.concatenate([p[0] for p in parts])
-        valid = np.logical_and.reduce([fp & ~_nodata_mask(d, nd) for d, fp, nd in parts])
+        valid = np.logical_and.reduce([ok for _, ok in parts])
     else:
         available = s2_band_names(source)
         names = _checked(available if bands is None else bands, available, source)
         indexes = [available.index(b) + 1 for b in names]
         with _open(source) as src:
             data, footprint = _read(src, indexes, window, target, Resampling.bilinear)
-            valid = footprint & ~_nodata_mask(data, _s2_nodata(src.nodata))
+            valid = footprint & ~_nodata_mask(data, _s2_nodata(src.nodata), source, window)
             grid = target or _info(src)
     valid &= (data != 0).any(axis=0)
     data = add_offset(data, names, offset)
