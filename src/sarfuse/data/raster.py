@@ -280,27 +280,23 @@ def _nodata_mask(
     """
     bad = ~np.isfinite(data).all(axis=0)
     if path is not None and bad.any():
-        _refuse_infinite(data, bad, path, window)
+        _refuse_infinite(data, path, window)
     if nodata is not None and not math.isnan(nodata):
         bad |= (data == nodata).any(axis=0)
     return bad
 
 
-def _refuse_infinite(
-    data: np.ndarray, bad: np.ndarray, path: PathLike, window: Window | None
-) -> None:
-    """Raise naming the first infinite pixel among the ``bad`` (non-finite) ones of a read."""
-    infinite = np.isinf(data[:, bad]).any(axis=0)  # (n_bad,), in the row-major order of nonzero
-    if not infinite.any():
+def _refuse_infinite(data: np.ndarray, path: PathLike, window: Window | None) -> None:
+    """Raise naming the first infinite pixel of a read (called only when one is non-finite)."""
+    if not np.isinf(data).any():
         return
-    rows, cols = np.nonzero(bad)
+    rows, cols = np.nonzero(np.isinf(data).any(axis=0))
     row0, col0 = (int(window.row_off), int(window.col_off)) if window is not None else (0, 0)
-    first = int(np.argmax(infinite))
     raise SarfuseError(
         path,
-        f"holds an infinite value at row {row0 + rows[first]}, col {col0 + cols[first]} (in a "
-        f"read window of {data.shape[1]}x{data.shape[2]} at row {row0}, col {col0}); write "
-        "invalid pixels as NaN/nodata",
+        f"holds an infinite value at row {row0 + rows[0]}, col {col0 + cols[0]} (in a read "
+        f"window of {data.shape[1]}x{data.shape[2]} at row {row0}, col {col0}); write invalid "
+        "pixels as NaN/nodata",
     )
 
 
