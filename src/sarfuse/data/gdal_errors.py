@@ -10,17 +10,20 @@ Two holes let a failed write through (seen with a full disk, ``ulimit -f``):
   :func:`quiet_libtiff_stderr` clears libtiff's default global handler; ``--debug`` keeps it.
 * rasterio ignores errors while a dataset closes, so blocks that GDAL flushes from its cache at
   the close fail silently and leave a truncated file. rasterio logs each GDAL failure (at INFO,
-  as ``GDAL signalled an error``); :func:`write_failures` collects those while a writer is open
-  and raises one :class:`SarfuseError` once it is closed.
+  as ``GDAL signalled an error``); :func:`checked_writer` collects those while a writer closes
+  and raises one :class:`SarfuseError`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from rasterio.io import DatasetWriter
 
 from sarfuse.errors import SarfuseError
 
@@ -71,13 +74,17 @@ def quiet_libtiff_stderr() -> bool:
 
 
 class _Failures(logging.Handler):
-    """Collects the text of GDAL failures that rasterio logs."""
+    """Collects the text of GDAL failures that rasterio logs in this thread (another thread
+    may be reading inputs meanwhile)."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.messages: list[str] = []
+        self.thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread:
+            return
         if isinstance(record.msg, str) and record.msg.startswith(_GDAL_FAILURE):
             args = record.args if isinstance(record.args, tuple) else ()
             self.messages.append(str(args[-1]) if args else record.getMessage())
@@ -85,8 +92,8 @@ class _Failures(logging.Handler):
 
 @contextmanager
 def write_failures(path: str | Path) -> Iterator[None]:
-    """Raise :class:`SarfuseError` naming ``path`` when GDAL failed to write, during the block
-    or while the dataset opened in it closed (which rasterio does not report)."""
+    """Raise :class:`SarfuseError` naming ``path`` when GDAL reported a failure (in this thread)
+    during the block, which rasterio may not have raised (while a dataset closes)."""
     logger = logging.getLogger("rasterio")
     handler, level = _Failures(), logger.level
     logger.addHandler(handler)
@@ -102,3 +109,17 @@ def write_failures(path: str | Path) -> Iterator[None]:
         raise SarfuseError(
             path, f"cannot write it completely (is the disk full?): GDAL says {first!r}"
         )
+
+
+@contextmanager
+def checked_writer(dataset: DatasetWriter, path: str | Path) -> Iterator[DatasetWriter]:
+    """``dataset`` (open for writing), closed when the block ends; GDAL failing to write while
+    it closes (blocks flushed from its cache) raises :class:`SarfuseError` naming ``path``.
+    Only the close is watched: writes in the block raise on their own."""
+    try:
+        yield dataset
+    except BaseException:
+        dataset.close()
+        raise
+    with write_failures(path):
+        dataset.close()

@@ -30,7 +30,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from sarfuse.data.bands import S1_BANDS, S2_BANDS, S2_STACKS, band_name, resolve_bands
-from sarfuse.data.gdal_errors import write_failures
+from sarfuse.data.gdal_errors import checked_writer
 from sarfuse.data.offset import S2Offset, add_offset
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.errors import SarfuseError
@@ -527,8 +527,7 @@ def open_writer(
     }
     with (
         atomic_path(path, suffix=".tif") as tmp,
-        write_failures(path),  # blocks GDAL fails to flush at the close, which rasterio ignores
-        rasterio.open(tmp, "w", **profile) as dst,
+        checked_writer(rasterio.open(tmp, "w", **profile), path) as dst,
     ):
         if colormap is not None:
             dst.write_colormap(1, {int(k): tuple(v) for k, v in colormap.items()})
