@@ -125,6 +125,10 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     warnings.showwarning = _show_warning
     sys.unraisablehook = _quiet_unraisable
+    if not _DEBUG["on"]:  # a failed write is our one line; --debug shows libtiff's own too
+        from sarfuse.data.gdal_errors import quiet_libtiff_stderr
+
+        quiet_libtiff_stderr()
 
 
 def _version(value: bool) -> None:

@@ -30,6 +30,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from sarfuse.data.bands import S1_BANDS, S2_BANDS, S2_STACKS, band_name, resolve_bands
+from sarfuse.data.gdal_errors import checked_writer
 from sarfuse.data.offset import S2Offset, add_offset
 from sarfuse.data.schemes import ClassScheme
 from sarfuse.errors import SarfuseError
@@ -266,12 +267,37 @@ def _require_valid(valid: np.ndarray, path: PathLike, whole: bool) -> None:
         raise SarfuseError(path, "all pixels are NaN/nodata")
 
 
-def _nodata_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    """(h, w) True where any band is NaN/inf or equals the file's nodata value."""
+def _nodata_mask(
+    data: np.ndarray,
+    nodata: float | None,
+    path: PathLike | None = None,
+    window: Window | None = None,
+) -> np.ndarray:
+    """(h, w) True where any band is NaN/inf or equals the file's nodata value.
+
+    With ``path``, an infinite value raises instead: it is a broken file, not nodata, and the
+    data check up front samples only a few windows of each file.
+    """
     bad = ~np.isfinite(data).all(axis=0)
+    if path is not None and bad.any():
+        _refuse_infinite(data, path, window)
     if nodata is not None and not math.isnan(nodata):
         bad |= (data == nodata).any(axis=0)
     return bad
+
+
+def _refuse_infinite(data: np.ndarray, path: PathLike, window: Window | None) -> None:
+    """Raise naming the first infinite pixel of a read (called only when one is non-finite)."""
+    if not np.isinf(data).any():
+        return
+    rows, cols = np.nonzero(np.isinf(data).any(axis=0))
+    row0, col0 = (int(window.row_off), int(window.col_off)) if window is not None else (0, 0)
+    raise SarfuseError(
+        path,
+        f"holds an infinite value at row {row0 + rows[0]}, col {col0 + cols[0]} (in a read "
+        f"window of {data.shape[1]}x{data.shape[2]} at row {row0}, col {col0}); write invalid "
+        "pixels as NaN/nodata",
+    )
 
 
 def _s1_indexes(src: DatasetReader, path: PathLike) -> list[int]:
@@ -342,7 +368,7 @@ def read_s1(
     unit = detect_s1_units(path) if units == "auto" else units
     with _open(path) as src:
         data, footprint = _read(src, _s1_indexes(src, path), window, target, Resampling.bilinear)
-        valid = footprint & ~_nodata_mask(data, src.nodata)
+        valid = footprint & ~_nodata_mask(data, src.nodata, path, window)
         shape = (target or _info(src)).shape
     if unit == "linear":
         valid &= (data > 0).all(axis=0)
@@ -399,16 +425,17 @@ def read_s2(
         for name in names:
             with _open(files[name]) as src:
                 data, footprint = _read(src, [1], window, grid, Resampling.bilinear)
-                parts.append((data, footprint, _s2_nodata(src.nodata)))
+                nodata = _nodata_mask(data, _s2_nodata(src.nodata), files[name], window)
+                parts.append((data, footprint & ~nodata))
         data = np.concatenate([p[0] for p in parts])
-        valid = np.logical_and.reduce([fp & ~_nodata_mask(d, nd) for d, fp, nd in parts])
+        valid = np.logical_and.reduce([ok for _, ok in parts])
     else:
         available = s2_band_names(source)
         names = _checked(available if bands is None else bands, available, source)
         indexes = [available.index(b) + 1 for b in names]
         with _open(source) as src:
             data, footprint = _read(src, indexes, window, target, Resampling.bilinear)
-            valid = footprint & ~_nodata_mask(data, _s2_nodata(src.nodata))
+            valid = footprint & ~_nodata_mask(data, _s2_nodata(src.nodata), source, window)
             grid = target or _info(src)
     valid &= (data != 0).any(axis=0)
     data = add_offset(data, names, offset)
@@ -476,7 +503,8 @@ def open_writer(
     """Open a tiled, deflate-compressed GeoTIFF for (windowed) writing, atomically.
 
     Data goes to a temporary file next to ``path`` that replaces ``path`` only when the block
-    exits without error, so an interrupted run never leaves a half-written map.
+    exits without error and GDAL wrote every block, so an interrupted run or a full disk never
+    leaves a half-written map.
     """
     if colormap is not None and (count != 1 or np.dtype(dtype) not in (np.uint8, np.uint16)):
         raise SarfuseError(path, "a colour table needs a single uint8 or uint16 band")
@@ -497,7 +525,10 @@ def open_writer(
         "compress": "deflate",
         "BIGTIFF": "IF_SAFER",
     }
-    with atomic_path(path, suffix=".tif") as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with (
+        atomic_path(path, suffix=".tif") as tmp,
+        checked_writer(rasterio.open(tmp, "w", **profile), path) as dst,
+    ):
         if colormap is not None:
             dst.write_colormap(1, {int(k): tuple(v) for k, v in colormap.items()})
         if tags:

@@ -19,6 +19,7 @@ import numpy as np
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
+from sarfuse.data.band_order import band_order_problem
 from sarfuse.data.layouts import SENSORS, DataSource, Sample
 from sarfuse.data.raster import (
     RasterInfo,
@@ -183,26 +184,21 @@ def _file_has_data(path: str, role: str, _size: int, _mtime: int) -> bool:
 
 @lru_cache(maxsize=4096)
 def _band_order_hint(path: str, _size: int, _mtime: int) -> str | None:
-    """A hint when an S2 stack's bands seem out of order (reversed, say): the cirrus band B10
-    is by far the darkest band of a scene (median ~10-20 against hundreds or more)."""
+    """A hint when an S2 stack's bands seem out of order (reversed, shuffled): spectral
+    relations every real scene meets fail on its sampled pixels (:mod:`sarfuse.data.band_order`)."""
     names = s2_band_names(path)
-    if "B10" not in names or len(names) < 10:
-        return None
     with _open(path) as src:
         values = _sample_windows(
             src, _probe_windows(src.height, src.width), list(range(1, len(names) + 1))
         )
         values = values[:, _valid_pixels(values, src.nodata, "s2")]
-    if values.shape[1] == 0:
+    problem = band_order_problem(values, names)
+    if problem is None:
         return None
-    medians = np.median(values, axis=1)
-    darkest = int(np.argmin(medians))
-    if names[darkest] == "B10":
-        return None
+    order = ",".join(names)
     return (
-        f"band {darkest + 1} (taken as {names[darkest]}) is the darkest, not the cirrus band "
-        f"B10 (band {names.index('B10') + 1}): are the bands in the order B1..B12? Name them in "
-        "the file's band descriptions if not"
+        f"the bands look out of order: {problem}. Are they in the order {order}? Name them "
+        "in the file's band descriptions if not"
     )
 
 
