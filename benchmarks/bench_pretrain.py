@@ -39,12 +39,14 @@ def matmul_peak(device: torch.device, n: int, repeats: int = 10) -> float:
     return matmul_rates(device, n, repeats)[0]
 
 
-def matmul_rates(device: torch.device, n: int, repeats: int = 10) -> tuple[float, float]:
-    """Best float32 GFLOP/s of an ``n x n`` matmul per second of wall time and per second of
-    this process's CPU time (all threads). The second does not drop when other jobs share the
-    cores (threads waiting for them sleep: ``OMP_WAIT_POLICY=PASSIVE``)."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+def matmul_rates(
+    device: torch.device, n: int, repeats: int = 10, dtype: torch.dtype = torch.float32
+) -> tuple[float, float]:
+    """Best GFLOP/s (float32 unless ``dtype``) of an ``n x n`` matmul per second of wall time
+    and per second of this process's CPU time (all threads). The second does not drop when
+    other jobs share the cores (threads waiting for them sleep: ``OMP_WAIT_POLICY=PASSIVE``)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b  # warm-up: thread pools, cuBLAS handles
     wall = cpu = float("inf")
     for _ in range(repeats):
