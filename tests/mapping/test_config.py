@@ -27,17 +27,20 @@ def test_valid_tilings_and_batch_size() -> None:
     assert MapConfig(256, 32, 2).batch_tiles == 2
     with pytest.raises(SarfuseError, match="--batch-tiles"):
         MapConfig(batch_tiles=0)
+    assert MapConfig(precision="bf16").precision == "bf16"
+    with pytest.raises(SarfuseError, match="--precision must be auto | 32 | bf16, got 'fp8'"):
+        MapConfig(precision="fp8")
 
 
 def test_defaults_come_from_the_config() -> None:
     cfg = MapConfig()
-    # sarfuse map: its options default to None (a --config file may set them); tests/test_cli.py
-    # checks that its help and its run use these defaults
-    for fn in (cli.map_many_cmd,):
+    # sarfuse map and map-many: their options default to None (a --config file may set them) and
+    # show MapConfig's defaults in their help
+    for fn in (cli.map_cmd, cli.map_many_cmd):
         params = inspect.signature(fn).parameters
-        assert params["tile"].default == cfg.tile and params["overlap"].default == cfg.overlap
-        if "batch_tiles" in params:
-            assert params["batch_tiles"].default == cfg.batch_tiles
+        for name in ("tile", "overlap", "batch_tiles", "precision"):
+            assert params[name].default is None
+            assert f"[default: {getattr(cfg, name)}]" in _help(params[name])
     export = inspect.signature(cli.export).parameters
     assert (export["tile"].default, export["overlap"].default) == (
         EXPORT_TILING.tile,
@@ -52,3 +55,9 @@ def test_the_library_takes_a_map_config_not_tile_numbers() -> None:
         params = inspect.signature(fn).parameters
         assert "config" in params and params["config"].default is None
         assert not {"tile", "overlap", "batch_tiles"} & set(params)
+
+
+def _help(param: inspect.Parameter) -> str:
+    """The help text of a typer option parameter (Annotated[..., typer.Option(help=...)])."""
+    option = next(m for m in param.annotation.__metadata__ if hasattr(m, "help"))
+    return option.help

@@ -153,6 +153,7 @@ def export(
 
 @app.command("map-many")
 @friendly
+@o.takes(MAP, "tile overlap batch_tiles precision")
 def map_many_cmd(
     probe_dir: ProbeDir,
     scenes: Annotated[
@@ -163,18 +164,16 @@ def map_many_cmd(
     shard: Annotated[
         str, typer.Option(help="I/N: map every N-th scene from the I-th (SLURM job arrays).")
     ] = "0/1",
-    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = MapConfig.tile,
-    overlap: Annotated[
-        int, typer.Option(help="Overlap of neighbouring tiles.")
-    ] = MapConfig.overlap,
     device: o.DeviceOpt = None,
+    **fields,
 ) -> None:
     """Map many scenes with one probe: over --workers processes, and machines with --shard."""
     from sarfuse.mapping.many import map_many, parse_shard, scene_list
     from sarfuse.runtime import torch_device
 
     todo = scene_list(scenes, parse_shard(shard))
-    options = {"config": MapConfig(tile, overlap), "device": torch_device(device or o.AUTO)}
+    cfg = o.layered(MapConfig(), None, fields)
+    options = {"config": cfg, "device": torch_device(device or o.AUTO)}
     for done, (sample, result) in enumerate(map_many(probe_dir, todo, out_dir, workers,
                                                      **options), 1):  # fmt: skip
         state = "exists, skipped" if result is None else f"{result['tiles']} tiles"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 from sarfuse.errors import SarfuseError
 from sarfuse.runtime import InferencePrecision
@@ -23,6 +24,9 @@ class MapConfig:
         check_tiling(self.tile, self.overlap)
         if self.batch_tiles < 1:
             raise SarfuseError(None, f"--batch-tiles must be >= 1, got {self.batch_tiles}")
+        if self.precision not in get_args(InferencePrecision):
+            choices = " | ".join(get_args(InferencePrecision))
+            raise SarfuseError(None, f"--precision must be {choices}, got {self.precision!r}")
 
 
 def check_tiling(tile: int, overlap: int) -> None:
