@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import ctypes
 import resource
+from pathlib import Path
 
 import pytest
 import torch
 
-from sarfuse.runtime import autocast, keep_freed_memory, native_bf16, resolve_precision
+from sarfuse.runtime import (
+    autocast,
+    keep_freed_memory,
+    native_bf16,
+    release_freed_memory,
+    resolve_precision,
+)
 
 
 def test_auto_precision_follows_the_hardware():
@@ -41,3 +48,20 @@ def test_freed_memory_is_kept_where_the_c_library_is_glibc():
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert faults < n * 4 // resource.getpagesize() // 4, faults  # unmapped: one per page
     del again
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("no /proc/self/status")
+
+
+def test_kept_memory_goes_back_to_the_system_after_a_map():
+    if not keep_freed_memory():
+        pytest.skip("not glibc: nothing is kept")
+    big = torch.ones(256 * 2**20 // 4)  # 256 MiB, touched
+    del big  # kept by malloc for the next tile
+    kept = _rss_mib()
+    release_freed_memory()
+    assert _rss_mib() < kept - 128

@@ -80,6 +80,13 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 2**30) and mallopt(m_trim_threshold, 2**31 - 1))
 
 
+def release_freed_memory() -> None:
+    """Give the memory kept by :func:`keep_freed_memory` back to the system (``malloc_trim``),
+    at the end of a map, so that a long-lived process (a notebook) does not hold its peak."""
+    if keep_freed_memory():
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def quiet_lightning() -> None:
     """No Lightning banners or tips on the terminal, for commands and scripts that train.
 

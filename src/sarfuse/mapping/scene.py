@@ -27,7 +27,7 @@ from sarfuse.mapping.features import TRAINED_ON_SPLIT, FeatureMaker
 from sarfuse.mapping.inference import map_scene
 from sarfuse.mapping.probe import load_classifier, predict_proba
 from sarfuse.models.folding import fold_batchnorm
-from sarfuse.runtime import keep_freed_memory, resolve_precision
+from sarfuse.runtime import keep_freed_memory, release_freed_memory, resolve_precision
 
 GDAL_CACHE_BYTES = 128 * 2**20  # GDAL block cache while mapping (bytes: small ints mean MB)
 
@@ -114,6 +114,8 @@ def map_files(
             return _map_files(job)
         except KeyboardInterrupt:
             raise _interrupted(Path(out)) from None
+        finally:
+            release_freed_memory()
 
 
 @dataclass(frozen=True)
