@@ -17,7 +17,8 @@ class MapConfig:
     probabilities: bool = False  # also write class probabilities (float32, a band per class)
     cog: bool = True  # write Cloud Optimized GeoTIFFs with overviews
     # the network's arithmetic: auto = bfloat16 where the device has it natively (GPUs, CPUs
-    # with AMX / AVX-512 BF16: about 2x faster), else float32; 32 = always float32
+    # with AMX / AVX-512 BF16: about 2x faster; 99.7-99.99 % of pixels as in float32 on real
+    # chips), else float32; 32 = always float32
     precision: InferencePrecision = "auto"
 
     def __post_init__(self) -> None:
