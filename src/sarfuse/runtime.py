@@ -68,8 +68,8 @@ def keep_freed_memory() -> bool:
     each of a network's full-tile activations (~130 MB at tile 512, 4 tiles a pass) is zeroed
     afresh by the kernel page by page: measured on 2 cores, a third of a map's CPU time went to
     page faults. Raising the mmap and trim thresholds makes such blocks come from the heap and
-    stay there for the next tile, at the cost of holding the peak until the process ends.
-    Process-wide; a no-op (False) where the C library is not glibc.
+    stay there for the next tile, at the cost of holding the peak until
+    :func:`release_freed_memory`. Process-wide; a no-op (False) where the C library is not glibc.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -88,3 +88,10 @@ def _damaged(change) -> dict:
 def test_arrays_that_are_not_trees_are_refused(change, match):
     with pytest.raises(ValueError, match=match):
         ForestArrays.from_state(_damaged(change), in_channels=5)
+
+
+def test_the_rebuilt_trees_have_scikit_learns_depths():
+    forest, _ = _fitted(n_estimators=6)
+    arrays = ForestArrays.from_sklearn(forest)
+    depths = [tree.max_depth for tree in arrays.compiled]
+    assert depths == [est.tree_.max_depth for est in forest.estimators_]

@@ -166,11 +166,13 @@ class ForestArrays:
 
 
 def _depth(left: np.ndarray, right: np.ndarray) -> int:
-    """Depth of a tree whose children come after their parent (checked on loading)."""
-    depth = np.zeros(len(left), dtype=np.int64)
-    for node in np.flatnonzero(left != LEAF):
-        depth[left[node]] = depth[right[node]] = depth[node] + 1
-    return int(depth.max())
+    """Depth of a tree (root 0), level by level: one NumPy step per level, not per node."""
+    level, depth = np.zeros(1, dtype=np.int64), 0
+    while True:
+        inner = level[left[level] != LEAF]
+        if inner.size == 0:
+            return depth
+        level, depth = np.concatenate([left[inner], right[inner]]), depth + 1
 
 
 def _mean_over_trees(trees: list, x: np.ndarray, num_classes: int) -> np.ndarray:
