@@ -61,6 +61,17 @@ def autocast(device: str, precision: str):
 
 
 @cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (it has ``mallopt`` and ``malloc_trim``), else None."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018  (AttributeError where they are missing)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+@cache
 def keep_freed_memory() -> bool:
     """Let glibc's malloc keep freed big blocks for reuse instead of unmapping them.
 
@@ -71,20 +82,20 @@ def keep_freed_memory() -> bool:
     stay there for the next tile, at the cost of holding the peak until
     :func:`release_freed_memory`. Process-wide; a no-op (False) where the C library is not glibc.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    return bool(mallopt(m_mmap_threshold, 2**30) and mallopt(m_trim_threshold, 2**31 - 1))
+    return bool(libc.mallopt(m_mmap_threshold, 2**30) and libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def release_freed_memory() -> None:
-    """Give the memory kept by :func:`keep_freed_memory` back to the system (``malloc_trim``),
-    at the end of a map, so that a long-lived process (a notebook) does not hold its peak."""
-    if keep_freed_memory():
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    """Give freed memory that malloc still holds back to the system (``malloc_trim``), at the
+    end of a map, so that a long-lived process (a notebook) does not hold its peak. It does not
+    change malloc's settings (a map that failed before :func:`keep_freed_memory` leaves them)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def quiet_lightning() -> None:
