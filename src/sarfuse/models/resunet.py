@@ -36,6 +36,25 @@ def conv_norm_relu(cin: int, cout: int, norm: Norm, stride: int = 1) -> nn.Seque
     )
 
 
+class Projection(nn.Conv2d):
+    """The 1x1 convolution of a residual shortcut, safe in channels-last training on any CPU.
+
+    oneDNN's AVX2 kernel for the weight gradient of a strided channels-last 1x1 convolution with
+    few input channels (the one CPUs without AVX-512 run: seen on an AMD EPYC with torch 2.13,
+    2-4 input and 4-16 output channels) writes past its buffer: the process aborts, hangs or
+    silently corrupts memory. Such a layer reads NCHW copies of its input and weight instead
+    (the weight needs an explicit copy: a channels-last 1x1 kernel also counts as contiguous).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu" or self.stride == (1, 1) or self.in_channels % 8 == 0:
+            return super().forward(x)
+        weight = self.weight.clone(memory_format=torch.contiguous_format)
+        out = self._conv_forward(x.contiguous(), weight, self.bias)
+        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual connection (ResNet-18/34 block)."""
 
@@ -47,7 +66,7 @@ class BasicBlock(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), norm_layer(norm, cout)
+                Projection(cin, cout, 1, stride=stride, bias=False), norm_layer(norm, cout)
             )
 
     def forward(self, x: Tensor) -> Tensor:
