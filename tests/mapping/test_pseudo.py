@@ -11,7 +11,14 @@ from sarfuse.errors import SarfuseError
 from sarfuse.mapping.metrics import edge_mask
 from sarfuse.mapping.probe import fit_forest, fit_linear, softmax_regression_gradients
 from sarfuse.mapping.pseudo import balanced_sample, confident_labels, merge, rule_labels
-from sarfuse.mapping.selection import Candidate, choose, cross_validate, patch_folds
+from sarfuse.mapping.selection import (
+    Candidate,
+    CrossValidation,
+    choose,
+    cross_validate,
+    describe,
+    patch_folds,
+)
 from sarfuse.mapping.selftrain import SelfTrainConfig, self_train
 
 IGN = 255
@@ -132,13 +139,32 @@ def test_cross_validation_prefers_the_informative_columns() -> None:
     cands = [Candidate("noise", (0,), "rf"), Candidate("signal", (1, 2), "rf")]
     fit = lambda name, a, b, w: fit_forest(a, b, 2, w, n_estimators=10)  # noqa: E731
     cv = cross_validate(cands, x, y, groups, 2, fit, n_folds=3)
-    assert cv["signal/rf"] > 0.8 > cv["noise/rf"]
+    assert cv.miou["signal/rf"] > 0.8 > cv.miou["noise/rf"]
+    assert len(cv.folds["signal/rf"]) == 3 and min(cv.folds["signal/rf"]) > 0.8
     assert choose(cands, cv).features == "signal"
     one = cross_validate(cands, x, y, torch.zeros(600, dtype=torch.int64), 2, fit)
-    assert choose(cands, one) == cands[0]  # one patch: no CV, the first candidate
-    # the reference (first) stays unless another beats it by more than the margin
-    assert choose(cands, {"noise/rf": 0.80, "signal/rf": 0.81}, margin=0.02) == cands[0]
-    assert choose(cands, {"noise/rf": 0.80, "signal/rf": 0.83}, margin=0.02) == cands[1]
+    assert choose(cands, one) == cands[0] and one.folds == {}  # one patch: the first candidate
+
+
+def test_choice_needs_the_margin_and_most_folds() -> None:
+    """The reference (first) stays unless another beats it by more than the margin, and on
+    more than half of the folds: a lead that comes from one fold where the reference failed is
+    not enough."""
+    cands = [Candidate("raw", (0,), "rf"), Candidate("other", (1,), "rf")]
+
+    def cv(ref: float, other: float, ref_folds: list, other_folds: list) -> CrossValidation:
+        return CrossValidation({"raw/rf": ref, "other/rf": other},
+                               {"raw/rf": ref_folds, "other/rf": other_folds})  # fmt: skip
+
+    steady = [0.8, 0.8, 0.8, 0.8]
+    assert choose(cands, cv(0.80, 0.81, steady, [0.81] * 4), margin=0.02) == cands[0]
+    assert choose(cands, cv(0.80, 0.83, steady, [0.83] * 4), margin=0.02) == cands[1]
+    one_fold = cv(0.55, 0.84, [0.25, 0.84, 0.66, 0.75], [0.74, 0.86, 0.62, 0.74])
+    assert choose(cands, one_fold, margin=0.02) == cands[0]  # wins 2 of 4 folds: not most
+    assert choose(cands, one_fold, margin=0.02, most_folds=False) == cands[1]
+    three = cv(0.55, 0.84, [0.25, 0.84, 0.66, 0.75], [0.74, 0.86, 0.67, 0.74])
+    assert choose(cands, three, margin=0.02) == cands[1]  # 3 of 4
+    assert choose(cands, cv(0.80, 0.90, [0.8, 0.8], [0.9, 0.8])) == cands[0]  # 1 of 2: a tie
 
 
 def test_edge_mask_marks_pixels_near_another_class_only() -> None:
@@ -151,3 +177,20 @@ def test_edge_mask_marks_pixels_near_another_class_only() -> None:
     ign = np.full((3, 3), IGN)
     ign[1, 1] = 0
     assert edge_mask(ign, width=1).sum() == 0  # ignore never makes an edge
+
+
+def test_describe_says_what_auto_chose_and_the_fold_wins() -> None:
+    sel = {
+        "cv_miou": {"raw/rf": 0.55, "raw/linear": 0.84, "pretrained/rf": float("nan")},
+        "cv_fold_miou": {"raw/rf": [0.25, 0.84], "raw/linear": [0.74, 0.83],
+                         "pretrained/rf": [0.1, 0.2]},  # fmt: skip
+        "chosen": "raw/rf", "margin": 0.02, "most_folds": True,
+    }  # fmt: skip
+    lines = describe(sel).splitlines()
+    assert lines[0].startswith("features/classifier: raw/rf, chosen by cross-validation")
+    assert "by 0.02 mIoU and on most folds" in lines[0]
+    assert lines[1].split()[:4] == ["raw/linear", "CV", "mIoU", "0.8400"]  # best CV first
+    assert lines[1].endswith("beats raw/rf on 1 of 2 folds")
+    assert lines[2].lstrip().startswith("* raw/rf") and "beats" not in lines[2]
+    assert "nan" in lines[3]  # a candidate without a score is listed last
+    assert describe({"chosen": "raw/rf"}) == "features/classifier: raw/rf"

@@ -80,6 +80,7 @@ def probe(
 
     The probe folder keeps the settings it ran with in config.json (loadable by --config)."""
     from sarfuse.mapping.metrics import format_table
+    from sarfuse.mapping.selection import describe
     from sarfuse.mapping.workflow import run_probe
     from sarfuse.runtime import resolve_source
 
@@ -87,6 +88,7 @@ def probe(
     source = resolve_source(o.data_arg(data), classes, cfg.s2_offset)
     result = run_probe(source, out_dir, cfg, checkpoint)  # locks out_dir while it writes
     out.print(format_table(result))
+    out.print(describe(result["selection"]))
     out.print(f"metrics: {out_dir / 'metrics.json'}\nconfusion matrix: {out_dir / 'confusion.png'}")
 
 

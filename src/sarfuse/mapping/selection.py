@@ -6,6 +6,10 @@ default probe lets the labelled patches decide: folds are whole patches (pixels 
 strongly correlated, so a pixel-level split would flatter every candidate), each candidate is
 trained on the other folds and scored on the held-out one, and the confusion matrices of all
 folds are summed before the score is taken. Evaluation patches never take part.
+
+With a handful of patches one hard fold (a held-out patch unlike the others) can sink a
+candidate's summed score, so :func:`choose` also asks the winner to beat the reference on most
+folds, not on one.
 """
 
 from __future__ import annotations
@@ -52,6 +56,14 @@ def _subsample(mask: Tensor, limit: int, seed: int) -> Tensor:
     return where[keep]
 
 
+@dataclass(frozen=True)
+class CrossValidation:
+    """Every candidate's mIoU over the summed confusion matrices of all folds, and per fold."""
+
+    miou: dict[str, float]
+    folds: dict[str, list[float]]
+
+
 def cross_validate(
     candidates: Sequence[Candidate],
     x: Tensor,
@@ -62,39 +74,76 @@ def cross_validate(
     n_folds: int = 4,
     seed: int = 0,
     max_pixels: int = 50_000,
-) -> dict[str, float]:
+) -> CrossValidation:
     """Mean IoU (over classes present in the labels) of every candidate, by patch folds.
 
     ``x`` (P, C) holds every candidate's columns, ``y`` (P,) labels and ``groups`` (P,) patch ids.
-    Needs two patches at least; with one, every candidate scores NaN.
+    Needs two patches at least; with one, every candidate scores NaN and has no folds.
     """
     folds = patch_folds(groups, n_folds, seed)
     if len(folds) < 2:
-        return {c.name: float("nan") for c in candidates}
-    out = {}
+        return CrossValidation({c.name: float("nan") for c in candidates}, {})
+    out = CrossValidation({}, {})
     for cand in candidates:
-        cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
         cols = list(cand.columns)
+        cms = []
         for k, held in enumerate(folds):
             train = _subsample(~held, max_pixels, seed + k)
             clf = fit(cand.classifier, x[train][:, cols], y[train], None)
             proba = predict_pixels(clf, x[held][:, cols])  # (P, K)
-            cm += confusion_matrix(proba.argmax(1), y[held], num_classes)
-        out[cand.name] = float(scores(cm)["mIoU"])
+            cms.append(confusion_matrix(proba.argmax(1), y[held], num_classes))
+        out.miou[cand.name] = float(scores(torch.stack(cms).sum(0))["mIoU"])
+        out.folds[cand.name] = [float(scores(cm)["mIoU"]) for cm in cms]
     return out
 
 
-def choose(candidates: Sequence[Candidate], cv: dict[str, float], margin: float = 0.0) -> Candidate:
-    """The best-scoring candidate, if it beats the first (the reference) by more than ``margin``.
+def choose(
+    candidates: Sequence[Candidate],
+    cv: CrossValidation,
+    margin: float = 0.0,
+    most_folds: bool = True,
+) -> Candidate:
+    """The best-scoring candidate, if it beats the first (the reference) by more than ``margin``
+    and, with ``most_folds``, on more than half of the folds as well.
 
     With few labelled patches the fold scores are noisy, and picking the maximum of noisy scores
     favours whichever candidate got lucky; the margin keeps the reference unless another
-    candidate wins clearly. Ties and NaN scores go to the earliest candidate.
+    candidate wins clearly, and the fold count keeps it when the whole lead comes from one fold
+    where the reference failed. Ties and NaN scores go to the earliest candidate.
     """
-    values = np.array([cv[c.name] for c in candidates], dtype=np.float64)
+    values = np.array([cv.miou[c.name] for c in candidates], dtype=np.float64)
     if np.all(np.isnan(values)):
         return candidates[0]
-    best = int(np.nanargmax(values))
-    if np.isnan(values[0]) or values[best] > values[0] + margin:
-        return candidates[best]
-    return candidates[0]
+    best, ref = candidates[int(np.nanargmax(values))], candidates[0]
+    if np.isnan(values[0]):
+        return best
+    if not cv.miou[best.name] > cv.miou[ref.name] + margin:
+        return ref
+    if most_folds and cv.folds:
+        wins = [a > b for a, b in zip(cv.folds[best.name], cv.folds[ref.name], strict=True)]
+        return best if 2 * sum(wins) > len(wins) else ref
+    return best
+
+
+def describe(selection: dict) -> str:
+    """What ``auto`` chose and why, for the terminal (``selection`` as in metrics.json)."""
+    cv, folds, chosen = (
+        selection.get("cv_miou", {}),
+        selection.get("cv_fold_miou", {}),
+        selection["chosen"],
+    )
+    if not cv:
+        return f"features/classifier: {chosen}"
+    ref = next(iter(cv))
+    rule = f"by {selection.get('margin', 0.0):.2f} mIoU"
+    rule += " and on most folds" if selection.get("most_folds", False) else ""
+    lines = [f"features/classifier: {chosen}, chosen by cross-validation over the labelled "
+             f"patches ({ref} is kept unless another beats it {rule})"]  # fmt: skip
+    for name, score in sorted(cv.items(), key=lambda kv: -np.nan_to_num(kv[1], nan=-1.0)):
+        mark = "*" if name == chosen else " "
+        line = f"  {mark} {name:<22} CV mIoU {score:.4f}"
+        if folds and name != ref:
+            wins = sum(a > b for a, b in zip(folds[name], folds[ref], strict=True))
+            line += f"  beats {ref} on {wins} of {len(folds[ref])} folds"
+        lines.append(line)
+    return "\n".join(lines)

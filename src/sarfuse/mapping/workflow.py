@@ -41,7 +41,7 @@ from sarfuse.mapping.probe import (
     save_classifier,
 )
 from sarfuse.mapping.pseudo import rule_labels
-from sarfuse.mapping.selection import Candidate, choose, cross_validate
+from sarfuse.mapping.selection import Candidate, CrossValidation, choose, cross_validate
 from sarfuse.mapping.selftrain import SelfTrainConfig, self_train
 from sarfuse.mapping.spatial import BlockSpec, PatchBox, SplitMode, draw_split
 from sarfuse.mapping.splits import PatchKey, Split, load_split, save_split
@@ -80,6 +80,9 @@ class ProbeConfig:
     # auto keeps raw bands + random forest unless another setup beats it by this much CV mIoU
     # (measured on the real Sen1Floods11 chips: a plain arg-max over noisy folds loses)
     cv_margin: float = 0.02
+    # ... and, when set, on more than half of the folds too (one failed fold of the forest
+    # made the chips' worst choices)
+    cv_most_folds: bool = True
     # pseudo labels from the scheme's index rules + self-training on unlabelled patches; off by
     # default: on the real chips it rescued a failed split but lowered the others
     self_train: bool = False
@@ -243,14 +246,14 @@ def fitter(cfg: ProbeConfig, num_classes: int, n_patches: int):
     )
 
 
-def _choose(cfg, candidates, labelled: PixelSet, fit, k) -> tuple[Candidate, dict]:
+def _choose(cfg, candidates, labelled: PixelSet, fit, k) -> tuple[Candidate, CrossValidation]:
     """The candidate chosen by cross-validation on the labelled patches (or the only one)."""
     if len(candidates) == 1:
-        return candidates[0], {}
+        return candidates[0], CrossValidation({}, {})
     cv = cross_validate(
         candidates, labelled.x, labelled.y, labelled.patch, k, fit, cfg.cv_folds, cfg.seed
     )
-    return choose(candidates, cv, cfg.cv_margin), cv
+    return choose(candidates, cv, cfg.cv_margin, cfg.cv_most_folds), cv
 
 
 def _train(cfg, chosen, labelled, features, split, fit, scheme, out) -> tuple[object, dict]:
@@ -396,7 +399,14 @@ def _result(cfg, scheme, indices, split, chosen, cv, st_note, cms) -> dict:
         features=chosen.features,
         classifier=chosen.classifier,
         feature_dim=len(chosen.columns),
-        selection={"cv_miou": cv, "chosen": chosen.name, "folds": cfg.cv_folds},
+        selection={
+            "cv_miou": cv.miou,
+            "cv_fold_miou": cv.folds,
+            "chosen": chosen.name,
+            "folds": cfg.cv_folds,
+            "margin": cfg.cv_margin,
+            "most_folds": cfg.cv_most_folds,
+        },  # fmt: skip
         self_training=st_note,
         edge=_edge_scores(cm, cm_edge),
         labelled_patches=len(split.train),
