@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from sarfuse.data.raster import read_label, read_s1
 from sarfuse.errors import SarfuseError
 from sarfuse.mapping.features import PatchFeatures, feature_setup
 from sarfuse.mapping.metrics import confusion_matrix, scores
+from sarfuse.mapping.selection import Candidate, CrossValidation, choose
 from sarfuse.mapping.splits import few_label_split
 from sarfuse.mapping.workflow import ProbeConfig, open_patches, patch_labels, run_probe
 from sarfuse.runtime import quiet_lightning
@@ -43,9 +46,8 @@ PRETRAIN = {"steps": 300, "patch_size": 128, "crops_per_patch": 64}
 
 # name -> ProbeConfig overrides; "net" rows need the pretrained checkpoint
 ROWS: dict[str, dict] = {
-    "sarfuse default (auto, CV margin 0.02)": {},
+    "sarfuse default (auto, CV margin 0.02, most folds)": {},
     "auto + self-training": {"self_train": True},
-    "auto, arg-max CV (margin 0)": {"cv_margin": 0.0},
     "pretrained, linear": {"features": "pretrained", "classifier": "linear", "self_train": False},
     "pretrained, rf": {"features": "pretrained", "classifier": "rf", "self_train": False},
     "pretrained+raw, rf": {"features": "pretrained+raw", "classifier": "rf", "self_train": False},
@@ -58,6 +60,15 @@ ROWS: dict[str, dict] = {
     "supervised (WSL), linear": {
         "features": "supervised", "classifier": "linear", "self_train": False,
     },
+}  # fmt: skip
+# other rules for the default's choice, scored without fitting anything again: the default row's
+# cross-validation says what each would choose, and the chosen candidate's own row on the same
+# split is what it would score (the same pixels, features, seed and fit)
+RULE_ROWS: dict[str, dict] = {
+    "auto, CV margin 0.02 on the summed score only (the previous default)": {
+        "margin": 0.02, "most_folds": False,
+    },
+    "auto, arg-max CV (margin 0)": {"margin": 0.0, "most_folds": False},
 }  # fmt: skip
 # fusion/method pretrainings probed beside the default one (linear probe, the paper's protocol)
 VARIANT_ROWS = ("pretrained, linear",)
@@ -128,9 +139,27 @@ def probe_rows(
         results.append({
             "row": name, "cm": cm, "seconds": seconds, "dim": res["feature_dim"],
             "chosen": res["selection"]["chosen"], "edge_error": edge["edge_error"],
-            "interior_error": edge["interior_error"],
+            "interior_error": edge["interior_error"], "selection": res["selection"],
         })  # fmt: skip
-    return results
+    return results + rule_rows(results)
+
+
+def rule_rows(found: list[dict]) -> list[dict]:
+    """The RULE_ROWS of one split, from its default row's cross-validation and its candidates'
+    own rows (none unless all of them were computed)."""
+    default = next((r for r in found if r["row"] == next(iter(ROWS))), None)
+    own = {r["row"]: r for r in found}
+    if default is None or not all(row in own for row in CANDIDATE_ROWS.values()):
+        return []
+    sel = default["selection"]
+    cv = CrossValidation(sel["cv_miou"], sel["cv_fold_miou"])
+    candidates = [Candidate(*name.split("/")[:1], (), name.split("/")[1]) for name in cv.miou]
+    out = []
+    for name, rule in RULE_ROWS.items():
+        choice = choose(candidates, cv, rule["margin"], rule["most_folds"]).name
+        line = {**own[CANDIDATE_ROWS[choice]], "row": name, "chosen": choice}
+        out.append({**line, "seconds": default["seconds"]})  # the CV is most of the time
+    return out
 
 
 def run_chip(
@@ -167,12 +196,22 @@ def run_chip(
                     "miou_all": round(s["miou_all"], 4), "edge_error": r.get("edge_error"),
                     "interior_error": r.get("interior_error"), "feature_dim": r["dim"],
                     "chosen": r["chosen"], "seconds": round(r["seconds"], 2),
+                    "cv": cv_column(r.get("selection", {})),
                 })  # fmt: skip
             base = next((r for r in found if r["row"] == BASELINE), found[0])
             default = found[0]
             got, ref = water_iou(default["cm"]), water_iou(base["cm"])
             print(f"{name} N={n} seed={seed}: {default['row']} {got:.3f} ({default['chosen']}) "
                   f"vs {base['row']} {ref:.3f}", flush=True)  # fmt: skip
+
+
+def cv_column(selection: dict) -> str:
+    """The cross-validation behind an auto row, as JSON (so other choice rules can be scored
+    from the CSV alone); empty for rows that chose nothing."""
+    if not selection.get("cv_miou"):
+        return ""
+    cv = {"miou": selection["cv_miou"], "folds": selection.get("cv_fold_miou", {})}
+    return json.dumps(cv, separators=(",", ":"))
 
 
 def usable_s1_chips(folder: Path) -> tuple[list[tuple[str, DataSource]], list[str]]:
@@ -209,8 +248,15 @@ def pretrained(data, run: Path, fusion: str, steps: int, **extra) -> Path:
     return run / "last.ckpt"
 
 
+PARTS = ("spain", "spain-s2", "s1")
+S2_ONLY = " (S2 only)"  # suffix of the Spain chip read as S2 only (the spain-s2 part)
 VOLUME_ROWS = ("pretrained, rf", "pretrained+raw, rf")
 VOLUME_N = 4
+
+
+def part_of(chip: str) -> str:
+    """The benchmark part (PARTS) that writes the lines of ``chip``."""
+    return "s1" if chip.startswith("S1:") else "spain-s2" if chip.endswith(S2_ONLY) else "spain"
 
 
 def volume_row(row: str, chips: str) -> str:
@@ -220,7 +266,7 @@ def volume_row(row: str, chips: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["spain", "s1", "all"], default="all")
+    parser.add_argument("--part", choices=[*PARTS, "all"], default="all")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "real_fewlabel")
     parser.add_argument("--data", type=Path, default=SHARED, help="the shared/data folder")
@@ -250,9 +296,10 @@ def main() -> None:
         rows = {}
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     if args.summarise:
-        summarise(_previous(args.csv, set(), args.part))
+        summarise(_previous(args.csv, set(), args.part, []))
         return
-    lines = _previous(args.csv, set(rows) | set(ZERO_LABEL), args.part)
+    ns = [int(v) for v in args.ns.split(",")]
+    lines = _previous(args.csv, _recomputed(args, rows), args.part, ns)
 
     def writer(line: dict) -> None:  # rewrite the CSV after every split: nothing is lost
         lines.append(line)
@@ -260,6 +307,8 @@ def main() -> None:
 
     if args.part in ("spain", "all"):
         spain_part(args, rows, writer)
+    if args.part in ("spain-s2", "all"):
+        spain_s2_part(args, writer)
     if args.part in ("s1", "all"):
         s1_part(args, rows, writer)
     print(f"wrote {args.csv}")
@@ -293,6 +342,39 @@ def spain_part(args, rows: dict, writer) -> None:
         extra = {f"{r} [{v}]": ROWS[r] for r in VARIANT_ROWS}
         run_chip(
             "Spain_7370579", source, variant, ns, seeds, probes / v.replace("/", "-"), extra,
+            writer, zero_label=False, device=args.probe_device,
+        )  # fmt: skip
+
+
+# the other real S2 data in ../shared that pretraining can read: one more Sen1Floods11 chip
+# (the BigEarthNet patch is 120x120 px in one file per band, under 5 % of a chip: left out)
+EXTRA_S2 = ("sen1floods11-s2-unlabelled/USA_430764_S2Hand.tif",)
+S2_VOLUMES = ("1", str(1 + len(EXTRA_S2)))  # scenes pretrained on: the chip, the chip + extras
+
+
+def spain_s2_part(args, writer) -> None:
+    """The S1+S2 chip's data-volume point: S2 features of the Spain chip pretrained (no labels)
+    on its own S2, and on it with the other real S2 chip, probed on its S2 at N = VOLUME_N.
+
+    Only S2 data is there to add, so this compares S2-only pretrainings, each against the
+    S2-only raw-band forest on the same splits."""
+    spain = discover(args.data / "sen1floods11").samples[0].s2
+    extra = [args.data / f for f in EXTRA_S2]
+    scenes = dict(zip(S2_VOLUMES, ([spain], [spain, *extra]), strict=True))
+    ckpts = {
+        k: pretrained(files, args.runs / f"spain-s2-{k}-early", "early", args.steps)
+        for k, files in scenes.items()
+    }
+    if args.pretrain_only:
+        return
+    source = discover(args.data / "sen1floods11")
+    seeds, probes = range(args.seeds), args.runs / "probes" / "spain-s2"
+    for k, ckpt in ckpts.items():
+        rows = {volume_row(r, k): ROWS[r] for r in VOLUME_ROWS}
+        if k == "1":  # the S2-only reference; its features follow the checkpoint's sensors
+            rows[BASELINE] = ROWS[BASELINE]
+        run_chip(
+            "Spain_7370579" + S2_ONLY, source, ckpt, [VOLUME_N], seeds, probes / k, rows,
             writer, zero_label=False, device=args.probe_device,
         )  # fmt: skip
 
@@ -333,17 +415,32 @@ def s1_part(args, rows: dict, writer) -> None:
             )  # fmt: skip
 
 
-def _previous(path: Path, recomputed: set[str], part: str) -> list[dict]:
-    """Lines of an earlier run, but those of the rows computed again now on ``part``'s chips."""
+def _recomputed(args, rows: dict) -> set[str]:
+    """The names of the rows this run computes (again): their earlier lines are dropped."""
+    names = set(rows) | set(ZERO_LABEL)
+    if next(iter(ROWS)) in rows:
+        names |= set(RULE_ROWS)
+    names |= {f"{r} [{v}]" for v in args.variants.split(",") if v for r in VARIANT_ROWS}
+    if args.part in ("s1", "all"):
+        volumes = [v for v in args.volumes.split(",") if v and v != "all"]
+        names |= {volume_row(r, v) for r in VOLUME_ROWS for v in volumes}
+    if args.part in ("spain-s2", "all"):
+        names |= {BASELINE} | {volume_row(r, k) for r in VOLUME_ROWS for k in S2_VOLUMES}
+    return names
+
+
+def _previous(path: Path, recomputed: set[str], part: str, ns: Sequence[int]) -> list[dict]:
+    """Lines of an earlier run, but those of the rows computed again now on ``part``'s chips
+    at the ``ns`` computed again."""
     if not path.exists():
         return []
 
     def again(r: dict) -> bool:
-        on_part = part == "all" or r["chip"].startswith("S1:") == (part == "s1")
-        return on_part and (r["row"] in recomputed or r["row"].split(" [")[0] in recomputed)
+        on_part = part in ("all", part_of(r["chip"]))
+        return on_part and int(r["n"]) in ns and r["row"] in recomputed
 
     def known(row: str) -> bool:  # rows renamed since are dropped
-        return row.split(" [")[0] in set(ROWS) | set(ZERO_LABEL)
+        return row.split(" [")[0] in set(ROWS) | set(ZERO_LABEL) | set(RULE_ROWS)
 
     with path.open() as f:
         return [r for r in csv.DictReader(f) if known(r["row"]) and not again(r)]
@@ -352,7 +449,8 @@ def _previous(path: Path, recomputed: set[str], part: str) -> list[dict]:
 def _write_csv(path: Path, lines: list[dict]) -> None:
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(lines[-1]))
+        fields = list(dict.fromkeys(k for line in lines for k in line))  # older lines lack some
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(lines)
     tmp.replace(path)
@@ -367,7 +465,7 @@ def summarise(lines: list[dict]) -> None:
             float(r["seconds"]),
         )
     chips = sorted({r["chip"] for r in lines})
-    rows = list(dict.fromkeys([*ROWS, *(r["row"] for r in lines)]))
+    rows = list(dict.fromkeys([*ROWS, *RULE_ROWS, *(r["row"] for r in lines)]))
     ns = sorted({r["n"] for r in lines})
     md = ["| chip | row | " + " | ".join(f"N={n}" for n in ns) + " | s/probe | dim |",
           "|---|---|" + "---|" * (len(ns) + 2)]  # fmt: skip
@@ -397,8 +495,8 @@ def plot(lines: list[dict], chips: list[str], rows: list[str], ns: list[int]) ->
     """Mean water IoU against N, one panel per chip (the S1 chips averaged in one panel)."""
     from matplotlib.figure import Figure
 
-    groups = {c: [c] for c in chips if not c.startswith(("S1:",))}
-    s1 = [c for c in chips if c not in groups]
+    groups = {c: [c] for c in chips if part_of(c) == "spain"}
+    s1 = [c for c in chips if part_of(c) == "s1"]
     if s1:
         groups["S1-only chips (mean)"] = s1
     fig = Figure(figsize=(6 * len(groups), 4.5))
@@ -447,30 +545,48 @@ def choice_accuracy(lines: list[dict], tolerance: float = 0.005) -> str:
 
 
 def plot_volume(lines: list[dict]) -> None:
-    """Mean water IoU over the S1 chips at N = VOLUME_N against the S1 chips pretrained on."""
+    """Mean water IoU at N = VOLUME_N against the scenes pretrained on: the S1 chips (mean over
+    them) and the Spain chip's S2."""
     from matplotlib.figure import Figure
 
-    s1 = [r for r in lines if r["chip"].startswith("S1:") and r["n"] == VOLUME_N]
-    n_chips = len({r["chip"] for r in s1})
-    if not s1:
+    panels = {
+        "S1-only chips: score against unlabelled data": "s1",
+        "Spain chip, S2 only: score against unlabelled data": "spain-s2",
+    }
+    found = {t: [r for r in lines if part_of(r["chip"]) == p and r["n"] == VOLUME_N]
+             for t, p in panels.items()}  # fmt: skip
+    found = {t: v for t, v in found.items() if v}
+    if not found:
         return
-
-    def mean(row: str) -> float:
-        return float(np.mean([r["water_iou"] for r in s1 if r["row"] == row] or [np.nan]))
-
-    fig = Figure(figsize=(6, 4.5))
-    ax = fig.subplots()
-    for row in VOLUME_ROWS:
-        xs = [1, 3, n_chips]
-        ys = [mean(volume_row(row, "1")), mean(volume_row(row, "3")), mean(row)]
-        ax.plot(xs, ys, "-o", label=row)
-    for row in (BASELINE, next(iter(ROWS))):
-        ax.axhline(mean(row), ls="--", color="grey" if row == BASELINE else "k", label=row)
-    ax.set(xlabel="S1 chips pretrained on (no labels)", ylabel=f"mean water IoU, N={VOLUME_N}",
-           title="S1-only chips: score against unlabelled data")  # fmt: skip
-    ax.legend(fontsize=7)
+    fig = Figure(figsize=(6 * len(found), 4.5))
+    for ax, (title, sel) in zip(fig.subplots(1, len(found), squeeze=False)[0], found.items(),
+                                strict=True):  # fmt: skip
+        _volume_panel(ax, sel, title)
     fig.tight_layout()
     fig.savefig(RESULTS / "real_fewlabel_volume.png", dpi=90)
+
+
+def _volume_panel(ax, sel: list[dict], title: str) -> None:
+    """One panel of plot_volume: each VOLUME_ROWS row against the number of scenes, with the
+    forest (and on S1 the default) as horizontal lines."""
+
+    def mean(row: str) -> float:
+        return float(np.mean([r["water_iou"] for r in sel if r["row"] == row] or [np.nan]))
+
+    s1 = part_of(sel[0]["chip"]) == "s1"
+    tag = "[pretrained on "
+    marks = sorted({r["row"].split(tag)[1].split()[0] for r in sel if tag in r["row"]})
+    counts = [int(m) for m in marks]
+    for row in VOLUME_ROWS:
+        xs = [*counts, len({r["chip"] for r in sel})] if s1 else counts
+        ys = [mean(volume_row(row, m)) for m in marks] + ([mean(row)] if s1 else [])
+        order = np.argsort(xs)
+        ax.plot(np.array(xs)[order], np.array(ys)[order], "-o", label=row)
+    for row in (BASELINE, next(iter(ROWS))) if s1 else (BASELINE,):
+        ax.axhline(mean(row), ls="--", color="grey" if row == BASELINE else "k", label=row)
+    ax.set(xlabel="scenes pretrained on (no labels)", ylabel=f"mean water IoU, N={VOLUME_N}",
+           title=title)  # fmt: skip
+    ax.legend(fontsize=7)
 
 
 if __name__ == "__main__":
