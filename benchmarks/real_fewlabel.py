@@ -153,7 +153,7 @@ def rule_rows(found: list[dict]) -> list[dict]:
         return []
     sel = default["selection"]
     cv = CrossValidation(sel["cv_miou"], sel["cv_fold_miou"])
-    candidates = [Candidate(*name.split("/")[:1], (), name.split("/")[1]) for name in cv.miou]
+    candidates = [Candidate(name.split("/")[0], (), name.split("/")[1]) for name in cv.miou]
     out = []
     for name, rule in RULE_ROWS.items():
         choice = choose(candidates, cv, rule["margin"], rule["most_folds"]).name

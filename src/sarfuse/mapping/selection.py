@@ -97,6 +97,11 @@ def cross_validate(
     return out
 
 
+def fold_wins(folds: dict[str, list[float]], name: str, ref: str) -> int:
+    """On how many folds candidate ``name`` scored above ``ref``."""
+    return sum(a > b for a, b in zip(folds[name], folds[ref], strict=True))
+
+
 def choose(
     candidates: Sequence[Candidate],
     cv: CrossValidation,
@@ -120,8 +125,8 @@ def choose(
     if not cv.miou[best.name] > cv.miou[ref.name] + margin:
         return ref
     if most_folds and cv.folds:
-        wins = [a > b for a, b in zip(cv.folds[best.name], cv.folds[ref.name], strict=True)]
-        return best if 2 * sum(wins) > len(wins) else ref
+        wins = fold_wins(cv.folds, best.name, ref.name)
+        return best if 2 * wins > len(cv.folds[ref.name]) else ref
     return best
 
 
@@ -143,7 +148,6 @@ def describe(selection: dict) -> str:
         mark = "*" if name == chosen else " "
         line = f"  {mark} {name:<22} CV mIoU {score:.4f}"
         if folds and name != ref:
-            wins = sum(a > b for a, b in zip(folds[name], folds[ref], strict=True))
-            line += f"  beats {ref} on {wins} of {len(folds[ref])} folds"
+            line += f"  beats {ref} on {fold_wins(folds, name, ref)} of {len(folds[ref])} folds"
         lines.append(line)
     return "\n".join(lines)
