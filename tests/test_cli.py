@@ -280,6 +280,7 @@ def test_probe_raw_writes_the_probe_folder(data: Path, tmp_path: Path) -> None:
     result = invoke("probe", data, "--features", "raw", "--out", out, *FAST_PROBE)
     assert result.exit_code == 0, result.output
     assert "mIoU" in result.stdout
+    assert "decision: most probable class" in result.stdout  # DFC2020 names no target class
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["features"] == "raw" and metrics["labelled_patches"] == 2
     for name in ("probe.pt", "split.json", "config.json", "confusion.png"):
@@ -415,6 +416,13 @@ def test_labels_outside_the_scheme(data: Path, tmp_path: Path) -> None:
 def test_probe_pretrained_needs_a_checkpoint(data: Path, tmp_path: Path) -> None:
     result = invoke("probe", data, "--features", "pretrained", "--out", tmp_path / "p")
     assert_one_error(result, "--checkpoint")
+
+
+def test_probe_decision_is_checked_and_passed_on(data: Path, tmp_path: Path, monkeypatch) -> None:
+    result = invoke("probe", data, "--decision", "f1", "--out", tmp_path / "p")
+    assert_one_error(result, "--decision must be", "'f1'")
+    assert not (tmp_path / "p").exists()
+    assert ran_with(monkeypatch, "probe", data, "--decision", "argmax").decision == "argmax"
 
 
 def test_checkpoint_not_found(data: Path, tmp_path: Path) -> None:

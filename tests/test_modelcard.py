@@ -51,5 +51,10 @@ def test_probe_card(scene, tmp_path):
     assert card["scores"]["mIoU"] == result["mIoU"]
     assert card["training"]["labelled_patches"] == 2 and card["training"]["epochs"] == 2
     assert card["training"]["indices"] == result["indices"]
+    assert (
+        card["training"]["decision"]
+        == result["decision"]
+        == {"rule": "argmax", "target": "mean IoU"}
+    )
     assert card["classes"][0] == "Forest" and card["files"] == ["probe.pt"]
     assert f"- **mIoU**: {result['mIoU']}" in md

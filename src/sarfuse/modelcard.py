@@ -124,6 +124,7 @@ def probe_card(
             "patch_size": result.get("patch_size"),
             "seed": meta.get("seed"),
             **classifier,
+            "decision": result.get("decision"),  # arg-max, or the IoU offsets and why
         },
         "scores": {
             **scores,

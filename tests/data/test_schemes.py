@@ -79,6 +79,15 @@ def test_json_round_trip_keeps_merged_codes():
     np.testing.assert_array_equal(again.encode(np.arange(1, 18)), IGBP.encode(np.arange(1, 18)))
 
 
+def test_target_class_round_trips_and_names_its_index():
+    """Sen1Floods11 maps are judged by the IoU of water; a scheme without a target by the mean."""
+    assert SEN1FLOODS11.target == "Water" and SEN1FLOODS11.target_index == 1
+    assert DFC2020.target is None and DFC2020.target_index is None
+    again = ClassScheme.from_json(json.loads(json.dumps(SEN1FLOODS11.to_json())))
+    assert again == SEN1FLOODS11 and again.target_index == 1
+    assert "target" not in DFC2020.to_json()
+
+
 def test_load_scheme_user_json(tmp_path):
     path = tmp_path / "classes.json"
     path.write_text(json.dumps({
@@ -108,6 +117,10 @@ def test_load_scheme_user_json(tmp_path):
         (
             '{"ignore": 1, "classes": [{"value": 1, "name": "A", "color": "#000000"}]}',
             "value 1 is both a class and an ignore value",
+        ),
+        (
+            '{"target": "Water", "classes": [{"value": 1, "name": "A", "color": "#000000"}]}',
+            "target 'Water' is no class",
         ),
     ],
 )

@@ -18,6 +18,7 @@ from sarfuse.mapping.probe import (
     ForestOptions,
     LinearOptions,
     LinearProbe,
+    OffsetClassifier,
     classifier_options,
     labelled_pixels,
     load_classifier,
@@ -27,6 +28,7 @@ from sarfuse.mapping.probe import (
     train_classifier,
     train_linear_probe,
     train_random_forest,
+    with_offsets,
 )
 from sarfuse.mapping.workflow import ClassifierChoice, ProbeConfig
 
@@ -222,6 +224,44 @@ def test_a_damaged_forest_is_a_one_line_error(tmp_path):
 
     with pytest.raises(SarfuseError, match="probe.pt: damaged classifier file.*do not form trees"):
         load_classifier(_rf_file(tmp_path, loop))
+
+
+@pytest.mark.parametrize("name", ["linear", "rf"])
+def test_decision_offsets_move_the_probabilities_and_are_saved(tmp_path, name):
+    """A linear probe takes the offsets into its bias (still one conv, still exportable), a
+    forest is wrapped; both give p e^b renormalised, and a saved probe decides the same."""
+    x, y = _problem(n=8)
+    options = {"epochs": 2} if name == "linear" else {"n_estimators": 5}
+    clf, _ = train_classifier(name, x, y, K, **options)
+    before = predict_proba(clf, x)
+    b = torch.tensor([0.0, 1.0, -0.5])
+    moved = with_offsets(clf, b)
+    assert isinstance(moved, LinearProbe if name == "linear" else OffsetClassifier)
+    want = before * b.exp()[None, :, None, None]
+    want = want / want.sum(1, keepdim=True)
+    torch.testing.assert_close(predict_proba(moved, x), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(predict_proba(clf, x), before, rtol=0, atol=0)  # clf untouched
+    loaded, _ = load_classifier(save_classifier(tmp_path / "probe.pt", moved))
+    assert type(loaded) is type(moved) and loaded.kind == name
+    torch.testing.assert_close(predict_proba(loaded, x), predict_proba(moved, x), rtol=0, atol=0)
+    assert with_offsets(clf, torch.zeros(K)) is clf
+
+
+@pytest.mark.parametrize(
+    ("offsets", "problem"),
+    [
+        (torch.zeros(2), "decision offsets must be 3 numbers"),
+        ("1,2,3", "decision offsets must be 3 numbers"),
+        (torch.tensor([0.0, float("nan"), 0.0]), "decision offsets are not finite"),
+    ],
+)
+def test_damaged_decision_offsets_are_a_one_line_error(tmp_path, offsets, problem):
+    path = _rf_file(tmp_path, lambda state: state)
+    record = torch.load(path, weights_only=True)
+    record["offsets"] = offsets
+    torch.save(record, path)
+    with pytest.raises(SarfuseError, match=f"probe.pt: damaged classifier file .{problem}"):
+        load_classifier(path)
 
 
 def test_classifier_names_are_the_registry() -> None:

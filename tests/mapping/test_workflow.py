@@ -11,7 +11,7 @@ import pytest
 
 from sarfuse.data.layouts import DataSource, discover
 from sarfuse.errors import SarfuseError
-from sarfuse.mapping.probe import load_classifier
+from sarfuse.mapping.probe import OffsetClassifier, load_classifier
 from sarfuse.mapping.splits import Split, load_split, save_split
 from sarfuse.mapping.workflow import DEFAULT_INDICES, ProbeConfig, run_probe
 from sarfuse.ssl.config import PretrainConfig
@@ -182,3 +182,35 @@ def test_without_unlabelled_patches_self_training_is_skipped(source, tmp_path) -
     cfg = replace(FAST, self_train=True)  # n_eval None: every other labelled patch evaluates
     result = run_probe(source, tmp_path, cfg, progress=False)
     assert result["self_training"] == {"enabled": True, "unlabelled_patches": 0}
+
+
+def test_iou_decision_for_the_target_class_is_chosen_on_unlabelled_patches(
+    source: DataSource, tmp_path: Path
+) -> None:
+    """A scheme naming a target class gets the IoU decision by default: offsets chosen on the
+    unlabelled patches (never the evaluation ones), saved with the forest in probe.pt."""
+    water = replace(source, scheme=replace(source.scheme, target="Water"))
+    cfg = replace(FAST, classifier="rf", max_pixels=3000, n_eval=6, decision_pixels=4000)
+    result = run_probe(water, tmp_path, cfg, progress=False)
+    note = result["decision"]
+    assert note["rule"] == "iou" and note["target"] == "Water"
+    assert note["pixels"] > 0 and len(note["offsets"]) == len(source.scheme.classes)
+    assert note["expected_iou"] >= note["expected_iou_argmax"]
+    clf, _ = load_classifier(tmp_path / "probe.pt")
+    if any(note["offsets"]):
+        assert isinstance(clf, OffsetClassifier)
+        assert clf.offsets.tolist() == pytest.approx(note["offsets"], abs=1e-4)
+    plain = run_probe(water, tmp_path / "argmax", replace(cfg, decision="argmax"), progress=False)
+    assert plain["decision"] == {"rule": "argmax", "target": "Water"}
+    assert load_split(tmp_path / "split.json") == load_split(tmp_path / "argmax" / "split.json")
+
+
+def test_auto_decision_is_argmax_without_a_target_class(raw_probe) -> None:
+    _, result = raw_probe  # DFC2020 names no target class
+    assert result["decision"] == {"rule": "argmax", "target": "mean IoU"}
+
+
+def test_iou_decision_without_unlabelled_patches_falls_back_to_argmax(source, tmp_path) -> None:
+    result = run_probe(source, tmp_path, replace(FAST, decision="iou"), progress=False)
+    assert result["decision"]["rule"] == "argmax"
+    assert result["decision"]["reason"] == "no unlabelled patches"

@@ -16,14 +16,15 @@ from sarfuse.export import export_onnx
 from sarfuse.mapping.config import EXPORT_TILING, MapConfig
 from sarfuse.mapping.features import FeatureKind
 from sarfuse.mapping.probe import CLASSIFIERS
-from sarfuse.mapping.workflow import ProbeConfig
+from sarfuse.mapping.workflow import DecisionRule, ProbeConfig
 
 FEATURE_CHOICES = (o.AUTO, *get_args(FeatureKind))
 CLASSIFIER_CHOICES = (o.AUTO, *CLASSIFIERS)
+DECISION_CHOICES = get_args(DecisionRule)
 PROBE = o.field_options(
     ProbeConfig,
     choices={"features": FEATURE_CHOICES, "classifier": CLASSIFIER_CHOICES,
-             "split_mode": o.split_modes()},
+             "split_mode": o.split_modes(), "decision": DECISION_CHOICES},
     flags={"self_train": ("--self-train/--no-self-train",), "split_file": ("--split",)},
 )  # fmt: skip
 MAP = o.field_options(MapConfig)
@@ -53,6 +54,7 @@ def probe_config(options: dict) -> ProbeConfig:
     o.check_choice("--features", cfg.features, FEATURE_CHOICES)
     o.check_choice("--classifier", cfg.classifier, CLASSIFIER_CHOICES)
     o.check_choice("--split-mode", cfg.split_mode, o.split_modes())
+    o.check_choice("--decision", cfg.decision, DECISION_CHOICES)
     if cfg.features in NEEDS_CHECKPOINT and options["checkpoint"] is None:
         flag = f"--features {cfg.features}"
         raise SarfuseError(None, f"{flag} needs --checkpoint (or use --features raw)")
@@ -64,7 +66,7 @@ def probe_config(options: dict) -> ProbeConfig:
 @o.takes(
     PROBE,
     "labels patch_size features classifier self_train indices epochs supervised_steps seed "
-    "n_eval split_mode block_size buffer split_file",
+    "n_eval split_mode block_size buffer split_file decision",
 )
 def probe(
     data: o.DataArg = None,
@@ -79,6 +81,7 @@ def probe(
     """Train a linear (or random-forest) classifier on few labelled patches and evaluate it.
 
     The probe folder keeps the settings it ran with in config.json (loadable by --config)."""
+    from sarfuse.mapping.decision import describe as describe_decision
     from sarfuse.mapping.metrics import format_table
     from sarfuse.mapping.selection import describe
     from sarfuse.mapping.workflow import run_probe
@@ -89,6 +92,7 @@ def probe(
     result = run_probe(source, out_dir, cfg, checkpoint)  # locks out_dir while it writes
     out.print(format_table(result))
     out.print(describe(result["selection"]))
+    out.print(describe_decision(result["decision"]))
     out.print(f"metrics: {out_dir / 'metrics.json'}\nconfusion matrix: {out_dir / 'confusion.png'}")
 
 

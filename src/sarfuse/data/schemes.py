@@ -105,12 +105,15 @@ class ClassScheme:
     """Classes ``0..K-1`` plus the raw values that map to them (``lookup``) or to ignore.
 
     ``lookup`` defaults to ``{class.value: index}``; give it to merge raw codes (IGBP -> DFC).
+    ``target`` names the class whose IoU judges a map (water, for flood mapping); without one
+    maps are judged by the mean IoU over classes (what the probe's IoU decision maximises).
     """
 
     name: str
     classes: tuple[ClassDef, ...]
     ignore: tuple[int, ...] = (IGNORE_INDEX,)
     lookup: Mapping[int, int] = field(default_factory=dict)
+    target: str | None = None
 
     def __post_init__(self) -> None:
         ignore = (self.ignore,) if isinstance(self.ignore, int) else tuple(self.ignore)
@@ -127,6 +130,13 @@ class ClassScheme:
                 None, f"scheme {self.name!r}: value {both[0]} is both a class and an ignore value"
             )
         object.__setattr__(self, "lookup", lookup)
+        if self.target is not None and self.target not in self.names:
+            raise SarfuseError(None, f"scheme {self.name!r}: target {self.target!r} is no class")
+
+    @property
+    def target_index(self) -> int | None:
+        """The index of the ``target`` class (None: the mean IoU judges)."""
+        return None if self.target is None else self.names.index(self.target)
 
     @property
     def num_classes(self) -> int:
@@ -180,13 +190,15 @@ class ClassScheme:
             "ignore": list(self.ignore),
             "classes": [c.to_json() for c in self.classes],
             "lookup": {str(k): v for k, v in self.lookup.items()},
+            **({"target": self.target} if self.target is not None else {}),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], name: str = "custom") -> ClassScheme:
         """Build from ``{"ignore": 255, "classes": [{"value", "name", "color"}, ...]}``.
 
-        A class may add ``"pseudo": {"index": "ndwi", "above": 0.3}`` (or a list of such rules).
+        A class may add ``"pseudo": {"index": "ndwi", "above": 0.3}`` (or a list of such rules);
+        ``"target": "Water"`` names the class whose IoU judges the maps.
         """
         classes = [ClassDef.from_json(c) for c in data["classes"]]
         ignore = data.get("ignore", IGNORE_INDEX)
@@ -195,6 +207,7 @@ class ClassScheme:
             classes=tuple(classes),
             ignore=(int(ignore),) if isinstance(ignore, int) else tuple(int(v) for v in ignore),
             lookup={int(k): int(v) for k, v in data.get("lookup", {}).items()},
+            target=data.get("target"),
         )
 
 
@@ -285,6 +298,7 @@ SEN1FLOODS11 = ClassScheme(
     "sen1floods11",
     _classes([(0, "Not water", "#d9d9a0", LAND_RULES), (1, "Water", "#1c0dff", WATER_RULES)]),
     ignore=(-1,),
+    target="Water",  # flood maps are judged by the IoU of water (the dataset's metric)
 )
 
 SCHEMES: dict[str, ClassScheme] = {s.name: s for s in (DFC2020, IGBP, SEN1FLOODS11)}

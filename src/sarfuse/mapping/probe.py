@@ -12,6 +12,7 @@ tries it, whether it exports to ONNX): adding one touches this module only.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -457,6 +458,48 @@ def _kind(name: str) -> ClassifierKind:
     return CLASSIFIERS[name]
 
 
+@dataclass
+class OffsetClassifier:
+    """A classifier whose decision is moved by per-class log offsets ``b`` (see
+    mapping/decision.py): probabilities ``p_k e^b_k``, renormalised, whose arg-max is that of
+    ``log p + b``. Saved as the inner classifier plus the offsets."""
+
+    inner: Classifier
+    offsets: Tensor  # (K,)
+
+    @property
+    def kind(self) -> ClassifierName:
+        return self.inner.kind
+
+    @property
+    def in_channels(self) -> int:
+        return self.inner.in_channels
+
+    @property
+    def num_classes(self) -> int:
+        return self.inner.num_classes
+
+    def predict_proba(self, features: Tensor) -> Tensor:
+        proba = self.inner.predict_proba(features)
+        moved = proba * self.offsets.exp().to(proba)[None, :, None, None]
+        return moved / moved.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+def with_offsets(clf: Classifier, offsets: Tensor) -> Classifier:
+    """``clf`` deciding by arg-max of log p + ``offsets``: a linear probe takes them into its
+    bias (softmax(z + b) is exactly p e^b renormalised, and it still exports to ONNX); other
+    classifiers are wrapped. Zero offsets return ``clf`` itself."""
+    offsets = offsets.detach().float().cpu()
+    if not offsets.any():
+        return clf
+    if isinstance(clf, LinearProbe):
+        folded = copy.deepcopy(clf)
+        with torch.no_grad():
+            folded.conv.bias += offsets.to(folded.conv.bias)
+        return folded
+    return OffsetClassifier(clf, offsets)
+
+
 def predict_pixels(clf: Classifier, x: Tensor) -> Tensor:
     """``(P, C)`` pixel features -> ``(P, K)`` class probabilities, for any classifier."""
     return clf.predict_proba(x.T[None, :, :, None])[0, :, :, 0].T  # as a (1, C, P, 1) image
@@ -464,14 +507,18 @@ def predict_pixels(clf: Classifier, x: Tensor) -> Tensor:
 
 def save_classifier(path: str | Path, clf: Classifier, meta: dict[str, Any] | None = None) -> Path:
     """Write ``clf`` and ``meta`` (plain JSON-like values) to ``path`` atomically."""
+    offsets = clf.offsets if isinstance(clf, OffsetClassifier) else None
+    inner = clf.inner if isinstance(clf, OffsetClassifier) else clf
     record = {
         "format": _FORMAT,
         "kind": clf.kind,
         "in_channels": clf.in_channels,
         "num_classes": clf.num_classes,
-        "state": CLASSIFIERS[clf.kind].to_state(clf),
+        "state": CLASSIFIERS[clf.kind].to_state(inner),
         "meta": dict(meta or {}),
     }
+    if offsets is not None:
+        record["offsets"] = offsets.clone()
     with atomic_path(path) as tmp:
         torch.save(record, tmp)
     return Path(path)
@@ -496,6 +543,13 @@ def load_classifier(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
         clf = CLASSIFIERS[kind].from_state(
             record["state"], int(record["in_channels"]), int(record["num_classes"])
         )
+        offsets = record.get("offsets")
+        if offsets is not None:
+            if not isinstance(offsets, Tensor) or offsets.shape != (clf.num_classes,):
+                raise ValueError(f"decision offsets must be {clf.num_classes} numbers")
+            if not torch.isfinite(offsets).all():
+                raise ValueError("decision offsets are not finite")
+            clf = OffsetClassifier(clf, offsets.float())
     except SarfuseError as err:
         raise SarfuseError(path, err.problem) from None
     except (KeyError, TypeError, ValueError, RuntimeError) as err:

@@ -20,6 +20,7 @@ from sarfuse.data.validate import labels_name
 from sarfuse.errors import SarfuseError, naming
 from sarfuse.io_utils import atomic_write_text
 from sarfuse.lock import output_lock
+from sarfuse.mapping.decision import decide, expected_iou, iou_offsets
 from sarfuse.mapping.features import (
     TRAINED_ON_SPLIT,
     FeatureKind,
@@ -37,8 +38,10 @@ from sarfuse.mapping.probe import (
     LinearOptions,
     classifier_options,
     fit_classifier,
+    predict_pixels,
     predict_proba,
     save_classifier,
+    with_offsets,
 )
 from sarfuse.mapping.pseudo import rule_labels
 from sarfuse.mapping.selection import Candidate, CrossValidation, choose, cross_validate
@@ -52,6 +55,7 @@ __all__ = ["DEFAULT_INDICES", "ProbeConfig", "open_patches", "run_probe"]
 
 FeatureChoice = Literal["auto", "pretrained", "random", "raw", "pretrained+raw", "supervised"]
 ClassifierChoice = Literal["auto", ClassifierName]
+DecisionRule = Literal["auto", "iou", "argmax"]
 # What "auto" chooses among, in order of preference when cross-validation cannot tell (one
 # labelled patch): raw bands with a random forest first, the remote-sensing user's baseline
 # (the classifiers' order is their auto_rank in CLASSIFIERS).
@@ -88,6 +92,11 @@ class ProbeConfig:
     self_train: bool = False
     self_training: SelfTrainConfig = field(default_factory=SelfTrainConfig)
     pool_pixels: int = 200_000  # unlabelled candidate pixels drawn for self-training
+    # how each pixel's class is decided: iou = arg-max moved by class offsets that raise the
+    # IoU expected on the unlabelled patches (mapping/decision.py); argmax = most probable
+    # class; auto = iou when the class scheme names a target class (water), else argmax
+    decision: DecisionRule = "auto"
+    decision_pixels: int = 50_000  # unlabelled pixels drawn to choose the offsets
     supervised_steps: int = SupervisedConfig.steps  # Adam steps of the supervised baseline
     # random: evaluation patches anywhere else; blocks: in other blocks of the scene, a buffer
     # away from the training blocks (see mapping/spatial.py)
@@ -260,8 +269,7 @@ def _train(cfg, chosen, labelled, features, split, fit, scheme, out) -> tuple[ob
     """Fit the chosen setup, with self-training on the unlabelled patches when enabled."""
     cols = list(chosen.columns)
     train = lambda x, y, w: fit(chosen.classifier, x, y, w)  # noqa: E731
-    busy = set(split.train) | set(split.eval)
-    pool = [i for i in range(len(features.patches)) if i not in busy]
+    pool = _pool(features, split)
     if not cfg.self_train or not pool:
         note = {"enabled": cfg.self_train, "unlabelled_patches": len(pool)}
         return train(labelled.x[:, cols], labelled.y, None), note
@@ -279,6 +287,35 @@ def _train(cfg, chosen, labelled, features, split, fit, scheme, out) -> tuple[ob
     note = {"enabled": True, "unlabelled_patches": len(pool), "candidates": len(cand.y)}
     note["rounds"] = result.rounds
     return result.classifier, note
+
+
+def _pool(features: PatchFeatures, split: Split) -> list[int]:
+    """The unlabelled patches: neither trained on nor evaluated (evaluation pixels are never
+    used, not even unlabelled)."""
+    busy = set(split.train) | set(split.eval)
+    return [i for i in range(len(features.patches)) if i not in busy]
+
+
+def _decide(cfg: ProbeConfig, clf, chosen: Candidate, features, split: Split, scheme):
+    """``clf`` with the decision of ``cfg.decision``, and what was decided (for metrics.json)."""
+    target = scheme.target_index
+    rule = cfg.decision
+    if rule == "auto":
+        rule = "iou" if target is not None else "argmax"
+    note: dict = {"rule": rule, "target": scheme.target or "mean IoU"}
+    pool = _pool(features, split)
+    if rule == "argmax" or not pool:
+        reason = {} if rule == "argmax" else {"reason": "no unlabelled patches"}
+        return clf, {**note, "rule": "argmax", **reason}
+    per_patch = max(1, cfg.decision_pixels // len(pool))
+    cand = gather_pixels(features, pool, per_patch, cfg.seed, labelled=False)
+    proba = predict_pixels(clf, cand.x[:, list(chosen.columns)]).double()
+    offsets = iou_offsets(proba, target)
+    before = expected_iou(proba, proba.argmax(1), target)
+    after = expected_iou(proba, decide(proba, offsets), target)
+    note.update(offsets=[round(float(b), 4) for b in offsets], pixels=len(cand.y))
+    note.update(expected_iou_argmax=round(before, 4), expected_iou=round(after, 4))
+    return with_offsets(clf, offsets), note
 
 
 def _plot_pseudo(features, cand: PixelSet, rounds, scheme, out: Path) -> None:
@@ -334,9 +371,11 @@ def run_probe(
         torch.manual_seed(cfg.seed)
         labelled = _training_pixels(features, split, cfg, source.root)
         chosen, cv, clf, st_note = _fit(cfg, features, split, labelled, scheme, out)
+        clf, decision = _decide(cfg, clf, chosen, features, split, scheme)
         cm, cm_edge = evaluate(clf, features, split.eval, len(scheme.classes), list(chosen.columns))
         cms = (cm, cm_edge)
         result = _result(cfg, scheme, features.patches.indices, split, chosen, cv, st_note, cms)
+        result["decision"] = decision
         result["checkpoint"] = None if checkpoint is None else str(checkpoint)
         _write_probe(out, source, cfg, clf, contract, chosen, result, cm, checkpoint)
         return result
