@@ -497,27 +497,31 @@ def summarise(lines: list[dict]) -> None:
 
 def plot(lines: list[dict], chips: list[str], rows: list[str], ns: list[int]) -> None:
     """Mean water IoU against N, one panel per chip (the S1 chips averaged in one panel)."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
+    tab20 = colormaps["tab20"]
     groups = {c: [c] for c in chips if part_of(c) == "spain"}
     s1 = [c for c in chips if part_of(c) == "s1"]
     if s1:
         groups["S1-only chips (mean)"] = s1
-    fig = Figure(figsize=(6 * len(groups), 4.5))
+    fig = Figure(figsize=(6 * len(groups) + 4, 5))
     axes = fig.subplots(1, len(groups), squeeze=False)[0]
     for ax, (title, members) in zip(axes, groups.items(), strict=True):
-        for row in rows:
+        for i, row in enumerate(rows):
             ys = [np.mean([r["water_iou"] for r in lines
                            if r["chip"] in members and r["row"] == row and r["n"] == n] or [np.nan])
                   for n in ns]  # fmt: skip
             dashed = row == BASELINE or row in ZERO_LABEL
-            ax.plot(ns, ys, "--" if dashed else "-", marker="o", label=row, lw=2 if row in ROWS
-                    and list(ROWS).index(row) == 0 else 1)  # fmt: skip
+            default = row == next(iter(ROWS))
+            style = {"lw": 3, "color": "k", "zorder": 3} if default else {"color": tab20(i % 20)}
+            ax.plot(ns, ys, "--" if dashed else "-", marker="o", label=row, **style)
         ax.set(xscale="log", xticks=ns, xticklabels=[str(n) for n in ns], title=title,
                xlabel="labelled 64x64 patches (N)", ylabel="water IoU")  # fmt: skip
         ax.minorticks_off()
-    fig.axes[-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0, 1 - 3.8 / fig.get_figwidth(), 1))
     fig.savefig(RESULTS / "real_fewlabel.png", dpi=90)
 
 
