@@ -58,6 +58,10 @@ ROWS: dict[str, dict] = {
                                 "self_train": True},
     "raw, rf + IoU decision": {"features": "raw", "classifier": "rf", "self_train": False,
                                "decision": "iou"},
+    "raw, rf + IoU decision, CV-checked": {
+        "features": "raw", "classifier": "rf", "self_train": False, "decision": "iou",
+        "decision_check": True,
+    },
     "raw, linear": {"features": "raw", "classifier": "linear", **ARGMAX},
     "raw, rf": {"features": "raw", "classifier": "rf", **ARGMAX},
     "supervised (WSL), linear": {"features": "supervised", "classifier": "linear", **ARGMAX},

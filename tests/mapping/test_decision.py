@@ -1,14 +1,18 @@
 """Known answers for the expected-IoU decision (mapping/decision.py)."""
 
+import pytest
 import torch
 
 from sarfuse.mapping.decision import (
+    confusion_iou,
     decide,
     describe,
     expected_confusion,
     expected_iou,
     iou_offsets,
 )
+from sarfuse.mapping.probe import predict_pixels
+from sarfuse.mapping.selection import Candidate, check_decision
 
 
 def _binary(p1: list[float]) -> torch.Tensor:
@@ -85,3 +89,38 @@ def test_describe_names_the_rule_and_what_it_expects() -> None:
     assert describe({"rule": "argmax", "target": "mean IoU"}) == "decision: most probable class"
     fallback = {"rule": "argmax", "target": "Water", "reason": "no unlabelled patches"}
     assert describe(fallback).endswith("(no unlabelled patches)")
+
+
+class _Sigmoid:
+    """A fixed two-class classifier: P(class 1) = sigmoid(4 x) of the first feature."""
+
+    kind, in_channels, num_classes = "linear", 1, 2
+
+    def predict_proba(self, features: torch.Tensor) -> torch.Tensor:
+        p1 = torch.sigmoid(4 * features[:, :1])
+        return torch.cat([1 - p1, p1], 1)
+
+
+@pytest.mark.parametrize(("truth_above", "helps"), [(0.3, True), (0.9, False)])
+def test_check_decision_scores_the_offsets_on_held_out_patches(truth_above, helps) -> None:
+    """The offsets favour class 1 (the IoU-best threshold of calibrated probabilities lies below
+    0.5); on labelled patches whose class 1 reaches below that threshold they raise its IoU, on
+    patches whose class 1 is rarer than the arg-max predicts they lower it."""
+    pool = torch.linspace(-1.5, 1.5, 3001)[:, None]
+    assert iou_offsets(predict_pixels(_Sigmoid(), pool), 1)[1] > 0
+    x = torch.linspace(-1.5, 1.5, 400)[:, None]
+    y = (torch.sigmoid(4 * x[:, 0]) > truth_above).long()
+    groups = torch.arange(400) % 4
+    cand = Candidate("raw", (0,), "linear")
+    fit = lambda *_: _Sigmoid()  # noqa: E731
+    plain, moved = check_decision(cand, x, y, groups, pool, 2, 1, fit, n_folds=4)
+    assert int(plain.sum()) == int(moved.sum()) == 400
+    assert (confusion_iou(moved, 1) > confusion_iou(plain, 1)) == helps
+    assert check_decision(cand, x, y, torch.zeros(400), pool, 2, 1, fit) is None  # one patch
+
+
+def test_confusion_iou_known_answer() -> None:
+    cm = torch.tensor([[5, 1], [2, 2]])  # rows = truth
+    assert confusion_iou(cm, 1) == pytest.approx(2 / 5)
+    assert confusion_iou(cm, 0) == pytest.approx(5 / 8)
+    assert confusion_iou(cm) == pytest.approx((2 / 5 + 5 / 8) / 2)

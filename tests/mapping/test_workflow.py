@@ -200,6 +200,11 @@ def test_iou_decision_for_the_target_class_is_chosen_on_unlabelled_patches(
     if any(note["offsets"]):
         assert isinstance(clf, OffsetClassifier)
         assert clf.offsets.tolist() == pytest.approx(note["offsets"], abs=1e-4)
+    checked = run_probe(water, tmp_path / "c", replace(cfg, decision_check=True), progress=False)
+    cv = checked["decision"]["check"]  # the folds' held-out IoU of water, arg-max vs offsets
+    kept = cv["cv_iou"] >= cv["cv_iou_argmax"]
+    assert checked["decision"]["rule"] == ("iou" if kept else "argmax")
+    assert kept or checked["decision"]["reason"] == "lowered the CV IoU"
     plain = run_probe(water, tmp_path / "argmax", replace(cfg, decision="argmax"), progress=False)
     assert plain["decision"] == {"rule": "argmax", "target": "Water"}
     assert load_split(tmp_path / "split.json") == load_split(tmp_path / "argmax" / "split.json")

@@ -25,7 +25,8 @@ PROBE = o.field_options(
     ProbeConfig,
     choices={"features": FEATURE_CHOICES, "classifier": CLASSIFIER_CHOICES,
              "split_mode": o.split_modes(), "decision": DECISION_CHOICES},
-    flags={"self_train": ("--self-train/--no-self-train",), "split_file": ("--split",)},
+    flags={"self_train": ("--self-train/--no-self-train",), "split_file": ("--split",),
+           "decision_check": ("--decision-check/--no-decision-check",)},
 )  # fmt: skip
 MAP = o.field_options(MapConfig)
 
@@ -66,7 +67,7 @@ def probe_config(options: dict) -> ProbeConfig:
 @o.takes(
     PROBE,
     "labels patch_size features classifier self_train indices epochs supervised_steps seed "
-    "n_eval split_mode block_size buffer split_file decision",
+    "n_eval split_mode block_size buffer split_file decision decision_check",
 )
 def probe(
     data: o.DataArg = None,

@@ -35,7 +35,13 @@ def expected_confusion(proba: Tensor, pred: Tensor) -> Tensor:
 
 def expected_iou(proba: Tensor, pred: Tensor, target: int | None = None) -> float:
     """Expected IoU of class ``target``, or the mean over classes expected to be present."""
-    cm = expected_confusion(proba, pred)
+    return confusion_iou(expected_confusion(proba, pred), target)
+
+
+def confusion_iou(cm: Tensor, target: int | None = None) -> float:
+    """IoU of class ``target`` of a (K, K) confusion matrix (rows = truth), or the mean over
+    the classes present in it."""
+    cm = cm.double()
     inter = cm.diag()
     union = cm.sum(0) + cm.sum(1) - inter
     iou = inter / union.clamp_min(EPS)

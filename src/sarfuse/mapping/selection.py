@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sarfuse.mapping.decision import decide, iou_offsets
 from sarfuse.mapping.metrics import confusion_matrix, scores
 from sarfuse.mapping.probe import predict_pixels
 
@@ -95,6 +96,39 @@ def cross_validate(
         out.miou[cand.name] = float(scores(torch.stack(cms).sum(0))["mIoU"])
         out.folds[cand.name] = [float(scores(cm)["mIoU"]) for cm in cms]
     return out
+
+
+def check_decision(
+    cand: Candidate,
+    x: Tensor,
+    y: Tensor,
+    groups: Tensor,
+    pool: Tensor,
+    num_classes: int,
+    target: int | None,
+    fit: Fit,
+    n_folds: int = 4,
+    seed: int = 0,
+    max_pixels: int = 50_000,
+) -> tuple[Tensor, Tensor] | None:
+    """Summed held-out confusion matrices of ``cand`` by patch folds, decided by arg-max and by
+    the IoU offsets each fold's classifier chooses on the unlabelled pixels ``pool`` (P, C), as
+    the probe does: whether the decision helps on labelled patches that none of the fold's
+    fitting or offsets saw. None with fewer than two labelled patches."""
+    folds = patch_folds(groups, n_folds, seed)
+    if len(folds) < 2:
+        return None
+    cols = list(cand.columns)
+    plain = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    moved = plain.clone()
+    for k, held in enumerate(folds):
+        train = _subsample(~held, max_pixels, seed + k)
+        clf = fit(cand.classifier, x[train][:, cols], y[train], None)
+        offsets = iou_offsets(predict_pixels(clf, pool[:, cols]).double(), target)
+        proba = predict_pixels(clf, x[held][:, cols])
+        plain += confusion_matrix(proba.argmax(1), y[held], num_classes)
+        moved += confusion_matrix(decide(proba, offsets), y[held], num_classes)
+    return plain, moved
 
 
 def fold_wins(folds: dict[str, list[float]], name: str, ref: str) -> int:
