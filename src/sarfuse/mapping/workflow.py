@@ -390,8 +390,8 @@ def run_probe(
             features = _trained_on_split(cfg, features, split, len(scheme.classes), contract)
         torch.manual_seed(cfg.seed)
         labelled = _training_pixels(features, split, cfg, source.root)
-        chosen, cv, clf, st_note = _fit(cfg, features, split, labelled, scheme, out)
         fit = fitter(cfg, len(scheme.classes), len(split.train))
+        chosen, cv, clf, st_note = _fit(cfg, features, split, labelled, scheme, fit, out)
         clf, decision = _decide(cfg, clf, chosen, features, split, scheme, labelled, fit)
         cm, cm_edge = evaluate(clf, features, split.eval, len(scheme.classes), list(chosen.columns))
         cms = (cm, cm_edge)
@@ -439,11 +439,10 @@ def _training_pixels(features: PatchFeatures, split: Split, cfg: ProbeConfig, ro
     return labelled
 
 
-def _fit(cfg: ProbeConfig, features, split: Split, labelled: PixelSet, scheme, out: Path):
+def _fit(cfg: ProbeConfig, features, split: Split, labelled: PixelSet, scheme, fit, out: Path):
     """The chosen candidate, the cross-validation scores, the trained classifier and the
     self-training note."""
     k = len(scheme.classes)
-    fit = fitter(cfg, k, len(split.train))
     candidates = _candidates(cfg, features.maker.kind, _feature_dims(features))
     chosen, cv = _choose(cfg, candidates, labelled, fit, k)
     clf, st_note = _train(cfg, chosen, labelled, features, split, fit, scheme, out)
