@@ -45,8 +45,8 @@ N_EVAL = 32
 PRETRAIN = {"steps": 300, "patch_size": 128, "crops_per_patch": 64}
 
 # name -> ProbeConfig overrides; "net" rows need the pretrained checkpoint. Every row but the
-# default and the IoU-decision row decides by arg-max, as a user's forest or linear model does
-ARGMAX = {"decision": "argmax", "self_train": False}
+# default and the IoU-decision rows decides by arg-max, as a user's forest or linear model does
+ARGMAX = {"decision": "argmax"}
 ROWS: dict[str, dict] = {
     "sarfuse default (auto, IoU decision)": {},
     "auto + self-training": {**ARGMAX, "self_train": True},
@@ -56,11 +56,9 @@ ROWS: dict[str, dict] = {
     "pretrained+raw, linear": {"features": "pretrained+raw", "classifier": "linear", **ARGMAX},
     "raw, rf + self-training": {"features": "raw", "classifier": "rf", **ARGMAX,
                                 "self_train": True},
-    "raw, rf + IoU decision": {"features": "raw", "classifier": "rf", "self_train": False,
-                               "decision": "iou"},
+    "raw, rf + IoU decision": {"features": "raw", "classifier": "rf", "decision": "iou"},
     "raw, rf + IoU decision, CV-checked": {
-        "features": "raw", "classifier": "rf", "self_train": False, "decision": "iou",
-        "decision_check": True,
+        "features": "raw", "classifier": "rf", "decision": "iou", "decision_check": True,
     },
     "raw, linear": {"features": "raw", "classifier": "linear", **ARGMAX},
     "raw, rf": {"features": "raw", "classifier": "rf", **ARGMAX},

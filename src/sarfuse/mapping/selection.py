@@ -14,7 +14,7 @@ folds, not on one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,12 +86,9 @@ def cross_validate(
         return CrossValidation({c.name: float("nan") for c in candidates}, {})
     out = CrossValidation({}, {})
     for cand in candidates:
-        cols = list(cand.columns)
         cms = []
-        for k, held in enumerate(folds):
-            train = _subsample(~held, max_pixels, seed + k)
-            clf = fit(cand.classifier, x[train][:, cols], y[train], None)
-            proba = predict_pixels(clf, x[held][:, cols])  # (P, K)
+        for clf, held in _fold_fits(cand, x, y, folds, fit, seed, max_pixels):
+            proba = predict_pixels(clf, x[held][:, list(cand.columns)])  # (P, K)
             cms.append(confusion_matrix(proba.argmax(1), y[held], num_classes))
         out.miou[cand.name] = float(scores(torch.stack(cms).sum(0))["mIoU"])
         out.folds[cand.name] = [float(scores(cm)["mIoU"]) for cm in cms]
@@ -121,14 +118,23 @@ def check_decision(
     cols = list(cand.columns)
     plain = torch.zeros(num_classes, num_classes, dtype=torch.long)
     moved = plain.clone()
-    for k, held in enumerate(folds):
-        train = _subsample(~held, max_pixels, seed + k)
-        clf = fit(cand.classifier, x[train][:, cols], y[train], None)
+    for clf, held in _fold_fits(cand, x, y, folds, fit, seed, max_pixels):
         offsets = iou_offsets(predict_pixels(clf, pool[:, cols]).double(), target)
         proba = predict_pixels(clf, x[held][:, cols])
         plain += confusion_matrix(proba.argmax(1), y[held], num_classes)
         moved += confusion_matrix(decide(proba, offsets), y[held], num_classes)
     return plain, moved
+
+
+def _fold_fits(
+    cand: Candidate, x: Tensor, y: Tensor, folds: list[Tensor], fit: Fit, seed: int, limit: int
+) -> Iterator[tuple[object, Tensor]]:
+    """For each fold: ``cand``'s classifier fitted on (at most ``limit`` pixels of) the other
+    folds, and the held-out fold's pixel mask."""
+    cols = list(cand.columns)
+    for k, held in enumerate(folds):
+        train = _subsample(~held, limit, seed + k)
+        yield fit(cand.classifier, x[train][:, cols], y[train], None), held
 
 
 def fold_wins(folds: dict[str, list[float]], name: str, ref: str) -> int:
