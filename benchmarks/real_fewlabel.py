@@ -277,6 +277,10 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=RESULTS / "real_fewlabel.csv")
     parser.add_argument("--seeds", type=int, default=5, help="seeds on the Spain chip")
     parser.add_argument("--s1-seeds", type=int, default=3, help="seeds on each S1 chip")
+    parser.add_argument(
+        "--seed-from", type=int, default=0,
+        help="first seed run (add seeds to an earlier run: its lines of lower seeds are kept)",
+    )  # fmt: skip
     parser.add_argument("--ns", default="2,4,8")
     parser.add_argument("--rows", default="", help="row names separated by ; (default: all)")
     parser.add_argument("--chips", default="", help="S1 chips to probe, separated by , (all)")
@@ -303,7 +307,7 @@ def main() -> None:
         summarise(_previous(args.csv, set(), args.part, []))
         return
     ns = [int(v) for v in args.ns.split(",")]
-    lines = _previous(args.csv, _recomputed(args, rows), args.part, ns)
+    lines = _previous(args.csv, _recomputed(args, rows), args.part, ns, args.seed_from)
 
     def writer(line: dict) -> None:  # rewrite the CSV after every split: nothing is lost
         lines.append(line)
@@ -335,7 +339,7 @@ def spain_part(args, rows: dict, writer) -> None:
         return
     ns, seeds, probes = (
         [int(v) for v in args.ns.split(",")],
-        range(args.seeds),
+        range(args.seed_from, args.seeds),
         args.runs / "probes",
     )
     source = discover(folder)
@@ -374,7 +378,7 @@ def spain_s2_part(args, writer) -> None:
     if args.pretrain_only:
         return
     source = discover(args.data / "sen1floods11")
-    seeds, probes = range(args.seeds), args.runs / "probes" / "spain-s2"
+    seeds, probes = range(args.seed_from, args.seeds), args.runs / "probes" / "spain-s2"
     for k, ckpt in ckpts.items():
         rows = {volume_row(r, k): ROWS[r] for r in VOLUME_ROWS}
         if k == "1":  # the S2-only reference; its features follow the checkpoint's sensors
@@ -402,7 +406,7 @@ def s1_part(args, rows: dict, writer) -> None:
         return
     ns = [int(v) for v in args.ns.split(",")]
     wanted = [c for c in args.chips.split(",") if c]
-    seeds, probes = range(args.s1_seeds), args.runs / "probes"
+    seeds, probes = range(args.seed_from, args.s1_seeds), args.runs / "probes"
     for name, source in chips:
         if wanted and name not in wanted:
             continue
@@ -435,15 +439,18 @@ def _recomputed(args, rows: dict) -> set[str]:
     return names
 
 
-def _previous(path: Path, recomputed: set[str], part: str, ns: Sequence[int]) -> list[dict]:
+def _previous(
+    path: Path, recomputed: set[str], part: str, ns: Sequence[int], seed_from: int = 0
+) -> list[dict]:
     """Lines of an earlier run, but those of the rows computed again now on ``part``'s chips
-    at the ``ns`` computed again."""
+    at the ``ns`` and seeds (from ``seed_from`` on) computed again."""
     if not path.exists():
         return []
 
     def again(r: dict) -> bool:
         on_part = part in ("all", part_of(r["chip"]))
-        return on_part and int(r["n"]) in ns and r["row"] in recomputed
+        again_seed = int(r["seed"]) >= seed_from
+        return on_part and again_seed and int(r["n"]) in ns and r["row"] in recomputed
 
     def known(row: str) -> bool:  # rows renamed since are dropped
         return row.split(" [")[0] in set(ROWS) | set(ZERO_LABEL) | set(RULE_ROWS)

@@ -1,0 +1,37 @@
+"""The real-data benchmark's bookkeeping: adding seeds to an earlier run keeps its other lines."""
+
+import csv
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "real_fewlabel.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("real_fewlabel", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_previous_keeps_lower_seeds_and_other_rows(tmp_path):
+    bench = _bench()
+    path = tmp_path / "runs.csv"
+    lines = [
+        {"chip": chip, "n": n, "seed": seed, "row": row, "water_iou": 0.5}
+        for chip in ("S1:A", "Spain_7370579")
+        for n in (2, 4)
+        for seed in range(5)
+        for row in ("raw, rf", "raw, linear")
+    ]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(lines[0]))
+        writer.writeheader()
+        writer.writerows(lines)
+    kept = bench._previous(path, {"raw, rf"}, "s1", [2], seed_from=3)
+    key = lambda r: (r["chip"], int(r["n"]), int(r["seed"]), r["row"])  # noqa: E731
+    dropped = {key(r) for r in lines} - {key(r) for r in kept}
+    assert sorted(dropped) == [("S1:A", 2, 3, "raw, rf"), ("S1:A", 2, 4, "raw, rf")]
+    assert len(kept) == len(lines) - 2
+    # without seed_from every seed of the recomputed row and N goes
+    assert len(bench._previous(path, {"raw, rf"}, "s1", [2])) == len(lines) - 5
