@@ -4,7 +4,7 @@ Two parts, each with the same evaluation patches for every row of a split:
 - Sen1Floods11 Spain_7370579 (S1+S2, water): pretrain on the chip without labels, then probe with
   N = 2, 4, 8 labelled 64x64 patches, seeds 0..4.
 - The Sen1Floods11 S1-only chips: pretrain ONCE on the S1 of all usable chips (no labels), then
-  per chip probe with N = 2, 4, 8 patches of that chip (seeds 0..2 by default).
+  per chip probe with N = 2, 4, 8 patches of that chip, seeds 0..4.
 
 In every split 32 patches of the chip are held out for evaluation (drawn by the seed), N others
 carry labels, and the rest are unlabelled (self-training may use them; nothing else does).
@@ -276,7 +276,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED, help="the shared/data folder")
     parser.add_argument("--csv", type=Path, default=RESULTS / "real_fewlabel.csv")
     parser.add_argument("--seeds", type=int, default=5, help="seeds on the Spain chip")
-    parser.add_argument("--s1-seeds", type=int, default=3, help="seeds on each S1 chip")
+    parser.add_argument("--s1-seeds", type=int, default=5, help="seeds on each S1 chip")
     parser.add_argument(
         "--seed-from", type=int, default=0,
         help="first seed run (add seeds to an earlier run: its lines of lower seeds are kept)",
