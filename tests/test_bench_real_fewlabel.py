@@ -1,6 +1,5 @@
 """The real-data benchmark's bookkeeping: adding seeds to an earlier run keeps its other lines."""
 
-import csv
 import importlib.util
 from pathlib import Path
 
@@ -24,10 +23,7 @@ def test_previous_keeps_lower_seeds_and_other_rows(tmp_path):
         for seed in range(5)
         for row in ("raw, rf", "raw, linear")
     ]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(lines[0]))
-        writer.writeheader()
-        writer.writerows(lines)
+    bench._write_csv(path, lines)
     kept = bench._previous(path, {"raw, rf"}, "s1", [2], seed_from=3)
     key = lambda r: (r["chip"], int(r["n"]), int(r["seed"]), r["row"])  # noqa: E731
     dropped = {key(r) for r in lines} - {key(r) for r in kept}
