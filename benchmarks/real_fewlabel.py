@@ -4,7 +4,8 @@ Two parts, each with the same evaluation patches for every row of a split:
 - Sen1Floods11 Spain_7370579 (S1+S2, water): pretrain on the chip without labels, then probe with
   N = 2, 4, 8 labelled 64x64 patches, seeds 0..4.
 - The Sen1Floods11 S1-only chips: pretrain ONCE on the S1 of all usable chips (no labels), then
-  per chip probe with N = 2, 4, 8 patches of that chip, seeds 0..4.
+  per chip probe with N = 2, 4, 8 patches of that chip, seeds 0..4 (`--s1-seeds`; the
+  committed results add seeds 5..9).
 
 In every split 32 patches of the chip are held out for evaluation (drawn by the seed), N others
 carry labels, and the rest are unlabelled (self-training may use them; nothing else does).
