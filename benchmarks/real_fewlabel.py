@@ -567,8 +567,13 @@ def against_baseline(lines: list[dict], tolerance: float = 0.005) -> list[str]:
     same splits): mean, its standard error over seeds, the seeds, and a flag where the mean is
     more than ``tolerance`` below (the issue's "never below the forest beyond noise")."""
     default = next(iter(ROWS))
-    score = {(r["chip"], r["n"], r["seed"], r["row"]): r["water_iou"] for r in lines}
-    chips = sorted({r["chip"] for r in lines if r["row"] == default})
+    forest = {(r["chip"], r["n"], r["seed"]): r["water_iou"] for r in lines if r["row"] == BASELINE}
+    diffs: dict[tuple, list[float]] = {}  # (chip, n) -> default minus forest, per paired seed
+    for r in lines:
+        split = (r["chip"], r["n"], r["seed"])
+        if r["row"] == default and split in forest:
+            diffs.setdefault(split[:2], []).append(r["water_iou"] - forest[split])
+    chips = sorted({r["chip"] for r in lines if r["row"] == default})  # "-" where unpaired
     ns = sorted({r["n"] for r in lines if r["row"] == default})
     md = [
         f"Default minus `{BASELINE}` on the same splits: mean over seeds, standard error, seeds"
@@ -580,16 +585,14 @@ def against_baseline(lines: list[dict], tolerance: float = 0.005) -> list[str]:
     for chip in chips:
         cells = []
         for n in ns:
-            seeds = sorted({s for c, m, s, row in score if (c, m, row) == (chip, n, default)})
-            d = [score[chip, n, s, default] - score[chip, n, s, BASELINE] for s in seeds
-                 if (chip, n, s, BASELINE) in score]  # fmt: skip
+            d = diffs.get((chip, n))
             if not d:
                 cells.append("-")
                 continue
+            mean = float(np.mean(d))
             se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-            cell = f"{np.mean(d):+.3f}"
-            cells.append(f"{f'**{cell}**' if np.mean(d) < -tolerance else cell} ± {se:.3f} "
-                         f"({len(d)})")  # fmt: skip
+            cell = f"{mean:+.3f}"
+            cells.append(f"{f'**{cell}**' if mean < -tolerance else cell} ± {se:.3f} ({len(d)})")
         md.append(f"| {chip} | " + " | ".join(cells) + " |")
     return md
 
