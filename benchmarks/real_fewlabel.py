@@ -65,6 +65,7 @@ ROWS: dict[str, dict] = {
     "raw, rf": {"features": "raw", "classifier": "rf", **ARGMAX},
     "supervised (WSL), linear": {"features": "supervised", "classifier": "linear", **ARGMAX},
 }  # fmt: skip
+DEFAULT_ROW = next(iter(ROWS))  # the first row is sarfuse's default configuration
 # other rules for the default's choice, scored without fitting anything again: the default row's
 # cross-validation says what each would choose, and the chosen candidate's own (arg-max) row on
 # the same split is what it would score (the same pixels, features, seed and fit)
@@ -152,7 +153,7 @@ def probe_rows(
 def rule_rows(found: list[dict]) -> list[dict]:
     """The RULE_ROWS of one split, from its default row's cross-validation and its candidates'
     own rows (none unless all of them were computed)."""
-    default = next((r for r in found if r["row"] == next(iter(ROWS))), None)
+    default = next((r for r in found if r["row"] == DEFAULT_ROW), None)
     own = {r["row"]: r for r in found}
     if default is None or not all(row in own for row in CANDIDATE_ROWS.values()):
         return []
@@ -429,7 +430,7 @@ def s1_part(args, rows: dict, writer) -> None:
 def _recomputed(args, rows: dict) -> set[str]:
     """The names of the rows this run computes (again): their earlier lines are dropped."""
     names = set(rows) | set(ZERO_LABEL)
-    if next(iter(ROWS)) in rows:
+    if DEFAULT_ROW in rows:
         names |= set(RULE_ROWS)
     names |= {f"{r} [{v}]" for v in args.variants.split(",") if v for r in VARIANT_ROWS}
     if args.part in ("s1", "all"):
@@ -523,7 +524,7 @@ def plot(lines: list[dict], chips: list[str], rows: list[str], ns: list[int]) ->
                            if r["chip"] in members and r["row"] == row and r["n"] == n] or [np.nan])
                   for n in ns]  # fmt: skip
             dashed = row == BASELINE or row in ZERO_LABEL
-            default = row == next(iter(ROWS))
+            default = row == DEFAULT_ROW
             style = {"lw": 3, "color": "k", "zorder": 3} if default else {"color": tab20(i % 20)}
             ax.plot(ns, ys, "--" if dashed else "-", marker="o", label=row, **style)
         ax.set(xscale="log", xticks=ns, xticklabels=[str(n) for n in ns], title=title,
@@ -548,7 +549,7 @@ def choice_accuracy(lines: list[dict], tolerance: float = 0.005) -> str:
     score = {(r["chip"], r["n"], r["seed"], r["row"]): r["water_iou"] for r in lines}
     right = total = 0
     for r in lines:
-        if r["row"] != next(iter(ROWS)) or r["chosen"] not in CANDIDATE_ROWS:
+        if r["row"] != DEFAULT_ROW or r["chosen"] not in CANDIDATE_ROWS:
             continue
         key = (r["chip"], r["n"], r["seed"])
         found = [score.get((*key, row)) for row in CANDIDATE_ROWS.values()]
@@ -566,15 +567,14 @@ def against_baseline(lines: list[dict], tolerance: float = 0.005) -> list[str]:
     """The default minus the raw-band forest per chip and N, on the seeds where both ran (the
     same splits): mean, its standard error over seeds, the seeds, and a flag where the mean is
     more than ``tolerance`` below (the issue's "never below the forest beyond noise")."""
-    default = next(iter(ROWS))
     forest = {(r["chip"], r["n"], r["seed"]): r["water_iou"] for r in lines if r["row"] == BASELINE}
     diffs: dict[tuple, list[float]] = {}  # (chip, n) -> default minus forest, per paired seed
     for r in lines:
         split = (r["chip"], r["n"], r["seed"])
-        if r["row"] == default and split in forest:
+        if r["row"] == DEFAULT_ROW and split in forest:
             diffs.setdefault(split[:2], []).append(r["water_iou"] - forest[split])
-    chips = sorted({r["chip"] for r in lines if r["row"] == default})  # "-" where unpaired
-    ns = sorted({r["n"] for r in lines if r["row"] == default})
+    chips = sorted({r["chip"] for r in lines if r["row"] == DEFAULT_ROW})  # "-" where unpaired
+    ns = sorted({r["n"] for r in lines if r["row"] == DEFAULT_ROW})
     md = [
         f"Default minus `{BASELINE}` on the same splits: mean over seeds, standard error, seeds"
         f" (**bold**: mean more than {tolerance} below).",
@@ -635,7 +635,7 @@ def _volume_panel(ax, sel: list[dict], title: str) -> None:
         ys = [mean(volume_row(row, m)) for m in marks] + ([mean(row)] if s1 else [])
         order = np.argsort(xs)
         ax.plot(np.array(xs)[order], np.array(ys)[order], "-o", label=row)
-    for row in (BASELINE, next(iter(ROWS))) if s1 else (BASELINE,):
+    for row in (BASELINE, DEFAULT_ROW) if s1 else (BASELINE,):
         ax.axhline(mean(row), ls="--", color="grey" if row == BASELINE else "k", label=row)
     ax.set(xlabel="scenes pretrained on (no labels)", ylabel=f"mean water IoU, N={VOLUME_N}",
            title=title)  # fmt: skip

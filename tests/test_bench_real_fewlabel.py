@@ -35,7 +35,7 @@ def test_previous_keeps_lower_seeds_and_other_rows(tmp_path):
 
 def test_against_baseline_pairs_seeds_and_flags_cells_below():
     bench = _bench()
-    default = next(iter(bench.ROWS))
+    default = bench.DEFAULT_ROW
     scores = {  # (n, seed) -> (default, forest)
         (2, "0"): (0.50, 0.60), (2, "1"): (0.50, 0.50), (2, "2"): (0.70, None),
         (4, "0"): (0.62, 0.60), (4, "1"): (0.58, 0.56),
